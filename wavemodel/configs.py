@@ -1,0 +1,154 @@
+"""Kernel configurations: the tiling a GEMM kernel uses, and the catalogues of configurations.
+
+A ``KernelConfig`` is what the model needs to know about one kernel: its CTA tile, threads,
+registers and shared memory (for occupancy), pipeline stages, cluster shape, split-K factor, which
+unit does the math, and three model parameters that calibration fits (``efficiency``,
+``tile_overhead_s``, ``single_block_speedup``). Catalogues live in ``data/configs/*.toml``:
+``own.toml`` for our kernels (registers as the compiler reports them for sm_90) and one file per
+library and architecture family for cuBLAS / cuDNN.
+"""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from dataclasses import dataclass, fields
+from importlib import resources
+
+from .gpus import GPUSpec
+from .occupancy import Occupancy, occupancy
+from .shapes import DTYPES
+
+MATH_UNITS = ("tensor", "simt")
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    name: str
+    tile_m: int
+    tile_n: int
+    tile_k: int
+    threads: int
+    regs_per_thread: int
+    smem_per_block_bytes: int          # static + dynamic shared memory of one block
+    stages: int = 1
+    cluster_m: int = 1
+    cluster_n: int = 1
+    split_k: int = 1
+    math: str = "tensor"               # "tensor" (tensor cores) or "simt" (CUDA cores)
+    dtypes: tuple = DTYPES             # input dtypes the kernel runs
+    alignment_elements: int = 1        # the kernel needs m, n, k to be multiples of this (1: any)
+    persistent: bool = False           # one CTA per SM slot looping over tiles (same wave arithmetic)
+    efficiency: float = 0.7            # fraction of the SM's peak a saturated SM reaches in the main loop
+    tile_overhead_s: float = 1.0e-6    # per tile: prologue, pipeline fill and epilogue
+    single_block_speedup: float = 1.0  # how much faster a block runs alone on an SM than among bps blocks
+    bandwidth_efficiency: float = 0.85  # fraction of DRAM bandwidth the kernel's streams reach
+    kind: str = "gemm"                 # "gemm" or "conv" (implicit GEMM)
+    source: str = ""
+
+    def __post_init__(self):
+        for name in ("tile_m", "tile_n", "tile_k", "threads", "stages", "cluster_m", "cluster_n",
+                     "split_k", "alignment_elements"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}: must be an integer >= 1, got {v!r}")
+        for name in ("regs_per_thread", "smem_per_block_bytes"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{name}: must be an integer >= 0, got {v!r}")
+        if self.math not in MATH_UNITS:
+            raise ValueError(f"math: {self.math!r} is not one of {', '.join(MATH_UNITS)}")
+        if not 0 < self.efficiency <= 1:
+            raise ValueError(f"efficiency: must be in (0, 1], got {self.efficiency!r}")
+        if not 0 < self.bandwidth_efficiency <= 1:
+            raise ValueError(f"bandwidth_efficiency: must be in (0, 1], got {self.bandwidth_efficiency!r}")
+        if self.tile_overhead_s < 0:
+            raise ValueError(f"tile_overhead_s: must be >= 0, got {self.tile_overhead_s!r}")
+        if self.single_block_speedup < 1:
+            raise ValueError(f"single_block_speedup: must be >= 1, got {self.single_block_speedup!r}")
+        bad = [d for d in self.dtypes if d not in DTYPES]
+        if bad:
+            raise ValueError(f"dtypes: {bad} not in {', '.join(DTYPES)}")
+        object.__setattr__(self, "dtypes", tuple(self.dtypes))
+
+    @property
+    def tile(self) -> str:
+        return f"{self.tile_m}x{self.tile_n}x{self.tile_k}"
+
+    @property
+    def cluster_size(self) -> int:
+        return self.cluster_m * self.cluster_n
+
+    def occupancy(self, gpu: GPUSpec) -> Occupancy:
+        """Resident blocks per SM on ``gpu``; ValueError naming the config if none fits."""
+        try:
+            return occupancy(self.threads, self.regs_per_thread, self.smem_per_block_bytes, gpu)
+        except ValueError as e:
+            raise ValueError(f"config {self.name!r} cannot run on {gpu.display_name}: {e}") from None
+
+
+CONFIG_FIELDS = {f.name for f in fields(KernelConfig)}
+
+
+def config_from_dict(d: dict) -> KernelConfig:
+    unknown = set(d) - CONFIG_FIELDS
+    if unknown:
+        raise ValueError(f"config {d.get('name', '?')!r}: unknown keys {sorted(unknown)}; "
+                         f"allowed: {', '.join(sorted(CONFIG_FIELDS))}")
+    return KernelConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
+
+@functools.cache
+def load_catalogue(file: str) -> tuple[KernelConfig, ...]:
+    """Configurations in ``data/configs/<file>.toml`` (a list of ``[[config]]`` tables with defaults)."""
+    path = resources.files("wavemodel").joinpath(f"data/configs/{file}.toml")
+    raw = tomllib.loads(path.read_text())
+    defaults = raw.get("defaults", {})
+    configs = tuple(config_from_dict(defaults | c) for c in raw["config"])
+    names = [c.name for c in configs]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(f"data/configs/{file}.toml: duplicate config names {sorted(dup)}")
+    return configs
+
+
+def catalogue_files() -> list[str]:
+    root = resources.files("wavemodel").joinpath("data/configs")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def own_kernels() -> dict[str, KernelConfig]:
+    """Our own kernels by the name the datasets and ``predict_latency(backend=NAME)`` use."""
+    if "own" not in catalogue_files():
+        return {}
+    return {c.name: c for c in load_catalogue("own")}
+
+
+def library_file(backend: str, gpu: GPUSpec) -> str:
+    """The catalogue for ``backend`` ("cublas"/"cudnn") on ``gpu``'s architecture, with fallbacks."""
+    files = catalogue_files()
+    arch = int(gpu.arch.split("_")[1])
+    # nearest architecture at or below this one, else the lowest we have
+    candidates = sorted((int(f.split("_sm")[1]), f) for f in files if f.startswith(backend + "_sm"))
+    if not candidates and backend == "cudnn":
+        return library_file("cublas", gpu)   # a conv is its implicit GEMM: GEMM tiles stand in
+    if not candidates:
+        raise ValueError(f"backend: no configuration catalogue for {backend!r}")
+    below = [f for a, f in candidates if a <= arch]
+    return below[-1] if below else candidates[0][1]
+
+
+def library_configs(backend: str, gpu: GPUSpec, dtype: str) -> tuple[KernelConfig, ...]:
+    """Configurations the library may run for ``dtype`` on ``gpu`` that fit on its SMs."""
+    out = []
+    for c in load_catalogue(library_file(backend, gpu)):
+        if dtype not in c.dtypes:
+            continue
+        try:
+            c.occupancy(gpu)
+        except ValueError:
+            continue
+        out.append(c)
+    if not out:
+        raise ValueError(f"dtype: no {backend} configuration for {dtype} on {gpu.display_name}")
+    return tuple(out)

@@ -1,0 +1,183 @@
+"""``predict_latency``: device time of one GEMM or convolution call from tiling, occupancy and waves.
+
+For one kernel configuration the time is
+
+    launch_overhead + max(t_compute, t_memory) + t_split_k_reduce
+
+with ``t_compute`` the wave-quantised math time: every full wave takes ``t_wave = bps * t_tile +
+tile_overhead`` (the SM's ``bps`` resident blocks share its math rate; ``t_tile`` is one tile's
+``2*tile_m*tile_n*K`` FLOPs at ``efficiency`` of the SM's peak), and the last, partial wave takes as
+long as its busiest SM needs: ``max(j * t_tile, bps * t_tile / single_block_speedup) +
+tile_overhead`` for ``j`` blocks on that SM. ``t_memory`` is the compulsory DRAM traffic (A and B
+read once, C written once, split-K partials written and read) at the kernel's share of bandwidth.
+A library backend evaluates every configuration of its catalogue and runs the one its selection
+rule picks (``selection``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import calibration
+from .configs import KernelConfig, library_configs, own_kernels
+from .gpus import GPUSpec, gpu as lookup_gpu
+from .shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES, Conv2d, Gemm, as_shape
+from .waves import ceil_div, wave_stats
+
+BOUNDS = ("compute", "memory", "latency")
+LIBRARY_BACKENDS = ("cublas", "cudnn")
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    latency_s: np.ndarray | float
+    waves: np.ndarray | int
+    tiles: np.ndarray | int
+    blocks_per_sm: np.ndarray | int
+    tail_utilization: np.ndarray | float
+    config: object                    # KernelConfig, or an object array of them
+    bound: np.ndarray | str           # "compute" | "memory" | "latency"
+    flops: np.ndarray | float
+    compute_s: np.ndarray | float     # wave-quantised math time (no launch overhead)
+    memory_s: np.ndarray | float      # compulsory DRAM traffic time
+    wave_size: np.ndarray | int
+    backend: str
+    calibrated: bool                  # whether a measured profile set the model's parameters
+
+    @property
+    def achieved_flops_per_s(self):
+        return self.flops / self.latency_s
+
+    def __repr__(self) -> str:
+        if np.ndim(self.latency_s) == 0:
+            return (f"Prediction(latency_s={float(self.latency_s):.4g}, waves={int(self.waves)}, "
+                    f"tiles={int(self.tiles)}, blocks_per_sm={int(self.blocks_per_sm)}, "
+                    f"tail_utilization={float(self.tail_utilization):.3f}, config={self.config.name!r}, "
+                    f"bound={self.bound!r}, backend={self.backend!r})")
+        return f"Prediction(shape={np.shape(self.latency_s)}, backend={self.backend!r})"
+
+
+def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, launch_overhead_s: float) -> dict:
+    """Model terms (arrays broadcast over ``g``'s dimensions) for one configuration."""
+    ws = wave_stats(g.m, g.n, g.batch, cfg, gpu)
+    bps = ws.blocks_per_sm
+    k_iters = ceil_div(ceil_div(g.k, cfg.split_k), cfg.tile_k)
+    sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
+    t_tile = (2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k) * k_iters / (sm_rate * cfg.efficiency)
+    alone = bps * t_tile / min(cfg.single_block_speedup, bps)
+    t_tail = np.maximum(ws.tail_blocks_per_sm * t_tile, alone)
+    compute = (ws.waves - 1) * (bps * t_tile) + t_tail + ws.waves * cfg.tile_overhead_s
+
+    in_b, out_b = DTYPE_IN_BYTES[g.dtype], DTYPE_OUT_BYTES[g.dtype]
+    batch = np.asarray(g.batch, dtype=np.float64)
+    mn = batch * g.m * g.n
+    dram = batch * (np.asarray(g.m, dtype=np.float64) * g.k + np.asarray(g.k, dtype=np.float64) * g.n) * in_b
+    dram = dram + mn * out_b
+    reduce = 0.0
+    if cfg.split_k > 1:
+        partial = mn * 4.0 * cfg.split_k          # fp32 partial tiles, written then read back
+        dram = dram + partial
+        reduce = launch_overhead_s + (partial + mn * out_b) / (gpu.dram_bandwidth_bytes_per_s * 0.85)
+    memory = dram / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
+    kernel = np.maximum(compute, memory)
+    latency = launch_overhead_s + kernel + reduce
+    bound = np.where(launch_overhead_s + reduce >= kernel, "latency",
+                     np.where(memory > compute, "memory", "compute"))
+    return dict(latency_s=latency, compute_s=compute, memory_s=memory, bound=bound, stats=ws)
+
+
+def _resolve(shape, backend) -> tuple[Gemm, str | KernelConfig]:
+    shape = as_shape(shape)
+    if backend is None:
+        backend = "cudnn" if isinstance(shape, Conv2d) else "cublas"
+    g = shape.gemm() if isinstance(shape, Conv2d) else shape
+    return g, backend
+
+
+def candidate_configs(backend, gpu: GPUSpec, dtype: str) -> tuple[KernelConfig, ...]:
+    """The configurations ``backend`` may run: a library's catalogue, one of ours, or the given one."""
+    if isinstance(backend, KernelConfig):
+        return (backend,)
+    if not isinstance(backend, str):
+        raise ValueError(f"backend: expected a name or wm.KernelConfig, got {type(backend).__name__}")
+    if backend in LIBRARY_BACKENDS:
+        return library_configs(backend, gpu, dtype)
+    own = own_kernels()
+    if backend in own:
+        cfg = own[backend]
+        if dtype not in cfg.dtypes:
+            raise ValueError(f"dtype: kernel {backend!r} runs {', '.join(cfg.dtypes)}, not {dtype}")
+        return (cfg,)
+    raise ValueError(
+        f"backend: unknown backend {backend!r}; allowed values: {', '.join(LIBRARY_BACKENDS)}, "
+        f"a wm.KernelConfig, or one of our kernels: {', '.join(sorted(own)) or '(none built)'}"
+    )
+
+
+def predict_latency(shape, gpu_spec: GPUSpec | str = "h100-sxm", backend=None) -> Prediction:
+    """Predict the device time of one call (every kernel it launches, back to back as in a CUDA graph).
+
+    ``shape`` is a ``wm.Gemm``, a ``wm.Conv2d`` or an ``(m, n, k)`` tuple (an fp16 GEMM); array
+    dimensions broadcast and every field of the result is then an array of that shape.
+    """
+    gpu = lookup_gpu(gpu_spec)
+    g, backend = _resolve(shape, backend)
+    name = backend.name if isinstance(backend, KernelConfig) else backend
+    profile = calibration.profile_for(gpu, name)
+    configs = tuple(profile.apply(c) for c in candidate_configs(backend, gpu, g.dtype))
+    for cfg in configs:
+        cfg.occupancy(gpu)                    # raises ValueError if the configuration cannot fit
+    terms = [config_latency(g, c, gpu, profile.launch_overhead_s) for c in configs]
+    if len(configs) == 1:
+        choice = np.zeros(np.shape(terms[0]["latency_s"]), dtype=np.intp)
+    else:
+        choice = select(g, configs, terms)
+    return _assemble(g, configs, terms, choice, name, profile.calibrated)
+
+
+def select(g: Gemm, configs, terms) -> np.ndarray:
+    """Index of the configuration the library runs, per shape.
+
+    The default rule: among the configurations whose alignment the shape meets, the one the model
+    predicts fastest (a library's heuristic aims at its fastest kernel).
+    """
+    lat = np.stack([np.broadcast_to(t["latency_s"], np.broadcast(*[x["latency_s"] for x in terms]).shape)
+                    for t in terms])
+    for i, c in enumerate(configs):
+        if c.alignment_elements > 1:
+            lat[i] = np.where(g.aligned(c.alignment_elements), lat[i], np.inf)
+    return np.argmin(lat, axis=0)
+
+
+def _assemble(g, configs, terms, choice, backend_name, calibrated) -> Prediction:
+    shape = np.shape(choice)
+    getters = dict(
+        latency_s=lambda t: t["latency_s"], compute_s=lambda t: t["compute_s"],
+        memory_s=lambda t: t["memory_s"], bound=lambda t: t["bound"],
+        waves=lambda t: t["stats"].waves, tiles=lambda t: t["stats"].tiles,
+        blocks_per_sm=lambda t: t["stats"].blocks_per_sm, wave_size=lambda t: t["stats"].wave_size,
+        tail_utilization=lambda t: t["stats"].tail_utilization,
+    )
+    if len(configs) == 1:
+        fields = {k: np.broadcast_to(get(terms[0]), shape) for k, get in getters.items()}
+    else:
+        flat = choice.ravel()
+        picks = [np.flatnonzero(flat == i) for i in range(len(configs))]
+        fields = {}
+        for key, get in getters.items():
+            vals = [np.broadcast_to(get(t), shape).ravel() for t in terms]
+            out = np.empty(flat.shape, dtype=np.result_type(*vals))
+            for idx, v in zip(picks, vals, strict=True):
+                out[idx] = v[idx]
+            fields[key] = out.reshape(shape)
+    flops = np.broadcast_to(g.flops, shape)
+    if shape == ():
+        fields = {k: v.item() for k, v in fields.items()}
+        return Prediction(config=configs[int(choice)], flops=float(flops), backend=backend_name,
+                          calibrated=calibrated, **fields)
+    config = np.empty(len(configs), dtype=object)
+    config[:] = configs
+    return Prediction(config=config[choice], flops=flops, backend=backend_name, calibrated=calibrated,
+                      **fields)
