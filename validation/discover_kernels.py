@@ -22,7 +22,8 @@ import time
 import numpy as np
 
 REPS = 3
-GEMM_FIELDS = ["group", "op", "dtype", "batch", "m", "n", "k", "kernels", "kernel_us_median", "kernel_us_reps"]
+GEMM_FIELDS = ["group", "op", "dtype", "batch", "m", "n", "k", "kernels", "kernel_us_median",
+               "kernel_us_reps"]
 CONV_FIELDS = ["group", "op", "dtype", "n", "c", "h", "w", "k", "r", "s", "stride", "padding", "kernels",
                "kernel_us_median", "kernel_us_reps"]
 
@@ -102,7 +103,8 @@ def conv_shapes() -> list[dict]:
 
 
 def _torch_dtype(torch, dtype):
-    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32, "tf32": torch.float32}[dtype]
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32,
+            "tf32": torch.float32}[dtype]
 
 
 def make_call(row, torch):

@@ -126,7 +126,7 @@ def gpu(name: str | GPUSpec = "h100-sxm") -> GPUSpec:
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"gpu: expected a GPU name such as 'h100-sxm', got {name!r}")
     if name.strip().lower() == "local":
-        from .hardware.device import local_gpu_spec   # the only path that touches a GPU
+        from .hardware.device import local_gpu_spec  # the only path that touches a GPU
 
         return local_gpu_spec()
     idx = _index()

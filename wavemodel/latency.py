@@ -22,7 +22,8 @@ import numpy as np
 
 from . import calibration
 from .configs import KernelConfig, library_configs, own_kernels
-from .gpus import GPUSpec, gpu as lookup_gpu
+from .gpus import GPUSpec
+from .gpus import gpu as lookup_gpu
 from .shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES, Conv2d, Gemm, as_shape
 from .waves import ceil_div, wave_stats
 
@@ -59,33 +60,42 @@ class Prediction:
         return f"Prediction(shape={np.shape(self.latency_s)}, backend={self.backend!r})"
 
 
+def dram_bytes(g: Gemm, split_k: int = 1):
+    """Compulsory DRAM traffic: A and B read once, C written once, split-K fp32 partials written+read."""
+    in_b, out_b = DTYPE_IN_BYTES[g.dtype], DTYPE_OUT_BYTES[g.dtype]
+    m, n, k = (np.asarray(x, dtype=np.float64) for x in (g.m, g.n, g.k))
+    mn = g.batch * m * n
+    total = g.batch * (m * k + k * n) * in_b + mn * out_b
+    return total + mn * (8.0 * split_k) if split_k > 1 else total
+
+
 def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, launch_overhead_s: float) -> dict:
     """Model terms (arrays broadcast over ``g``'s dimensions) for one configuration."""
     ws = wave_stats(g.m, g.n, g.batch, cfg, gpu)
     bps = ws.blocks_per_sm
-    k_iters = ceil_div(ceil_div(g.k, cfg.split_k), cfg.tile_k)
     sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
-    t_tile = (2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k) * k_iters / (sm_rate * cfg.efficiency)
-    alone = bps * t_tile / min(cfg.single_block_speedup, bps)
-    t_tail = np.maximum(ws.tail_blocks_per_sm * t_tile, alone)
-    compute = (ws.waves - 1) * (bps * t_tile) + t_tail + ws.waves * cfg.tile_overhead_s
-
-    in_b, out_b = DTYPE_IN_BYTES[g.dtype], DTYPE_OUT_BYTES[g.dtype]
-    batch = np.asarray(g.batch, dtype=np.float64)
-    mn = batch * g.m * g.n
-    dram = batch * (np.asarray(g.m, dtype=np.float64) * g.k + np.asarray(g.k, dtype=np.float64) * g.n) * in_b
-    dram = dram + mn * out_b
-    reduce = 0.0
-    if cfg.split_k > 1:
-        partial = mn * 4.0 * cfg.split_k          # fp32 partial tiles, written then read back
-        dram = dram + partial
-        reduce = launch_overhead_s + (partial + mn * out_b) / (gpu.dram_bandwidth_bytes_per_s * 0.85)
-    memory = dram / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
+    t_tile = ceil_div(ceil_div(g.k, cfg.split_k), cfg.tile_k) * (
+        2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency))
+    alone = bps / min(cfg.single_block_speedup, bps)        # a lone block's time, in t_tile units
+    slots = (ws.waves - 1) * bps + np.maximum(ws.tail_blocks_per_sm, alone)
+    compute = t_tile * slots + ws.waves * cfg.tile_overhead_s
+    memory = dram_bytes(g, cfg.split_k) / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
+    fixed = launch_overhead_s
+    if cfg.split_k > 1:   # a reduction kernel reads the partials and writes C
+        out_b = DTYPE_OUT_BYTES[g.dtype]
+        mn = g.batch * np.asarray(g.m, dtype=np.float64) * g.n
+        fixed = fixed + launch_overhead_s + mn * (4.0 * cfg.split_k + out_b) / (
+            gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
     kernel = np.maximum(compute, memory)
-    latency = launch_overhead_s + kernel + reduce
-    bound = np.where(launch_overhead_s + reduce >= kernel, "latency",
-                     np.where(memory > compute, "memory", "compute"))
-    return dict(latency_s=latency, compute_s=compute, memory_s=memory, bound=bound, stats=ws)
+    return dict(latency_s=fixed + kernel, compute_s=compute, memory_s=memory, fixed_s=fixed, stats=ws)
+
+
+def bound_of(compute_s, memory_s, fixed_s) -> np.ndarray | str:
+    """"latency" where fixed costs exceed the kernel's own time, else the larger of compute and memory."""
+    code = np.where(memory_s > compute_s, 1, 0)
+    code = np.where(fixed_s >= np.maximum(compute_s, memory_s), 2, code)
+    out = np.asarray(BOUNDS)[code]
+    return str(out) if out.ndim == 0 else out
 
 
 def _resolve(shape, backend) -> tuple[Gemm, str | KernelConfig]:
@@ -125,6 +135,7 @@ def predict_latency(shape, gpu_spec: GPUSpec | str = "h100-sxm", backend=None) -
     gpu = lookup_gpu(gpu_spec)
     g, backend = _resolve(shape, backend)
     name = backend.name if isinstance(backend, KernelConfig) else backend
+    gpu.peak_flops(g.dtype)                   # raises ValueError if the card lacks this dtype's mode
     profile = calibration.profile_for(gpu, name)
     configs = tuple(profile.apply(c) for c in candidate_configs(backend, gpu, g.dtype))
     for cfg in configs:
@@ -143,38 +154,49 @@ def select(g: Gemm, configs, terms) -> np.ndarray:
     The default rule: among the configurations whose alignment the shape meets, the one the model
     predicts fastest (a library's heuristic aims at its fastest kernel).
     """
-    lat = np.stack([np.broadcast_to(t["latency_s"], np.broadcast(*[x["latency_s"] for x in terms]).shape)
-                    for t in terms])
-    for i, c in enumerate(configs):
+    shape = np.broadcast(*[t["latency_s"] for t in terms]).shape
+    best = np.full(shape, np.inf)
+    choice = np.zeros(shape, dtype=np.intp)
+    for i, (c, t) in enumerate(zip(configs, terms, strict=True)):
+        lat = t["latency_s"]
         if c.alignment_elements > 1:
-            lat[i] = np.where(g.aligned(c.alignment_elements), lat[i], np.inf)
-    return np.argmin(lat, axis=0)
+            lat = np.where(g.aligned(c.alignment_elements), lat, np.inf)
+        better = lat < best
+        best = np.where(better, lat, best)
+        choice = np.where(better, i, choice)
+    return choice
 
 
 def _assemble(g, configs, terms, choice, backend_name, calibrated) -> Prediction:
     shape = np.shape(choice)
-    getters = dict(
-        latency_s=lambda t: t["latency_s"], compute_s=lambda t: t["compute_s"],
-        memory_s=lambda t: t["memory_s"], bound=lambda t: t["bound"],
-        waves=lambda t: t["stats"].waves, tiles=lambda t: t["stats"].tiles,
-        blocks_per_sm=lambda t: t["stats"].blocks_per_sm, wave_size=lambda t: t["stats"].wave_size,
-        tail_utilization=lambda t: t["stats"].tail_utilization,
+    per_config = dict(  # scalars per configuration
+        blocks_per_sm=np.array([t["stats"].blocks_per_sm for t in terms]),
+        wave_size=np.array([t["stats"].wave_size for t in terms]),
     )
+    per_shape = dict(
+        latency_s=lambda t: t["latency_s"], compute_s=lambda t: t["compute_s"],
+        memory_s=lambda t: t["memory_s"], fixed_s=lambda t: t["fixed_s"],
+        waves=lambda t: t["stats"].waves, tiles=lambda t: t["stats"].tiles,
+        tail_tiles=lambda t: t["stats"].tail_tiles,
+    )
+    fields = {k: v[choice] for k, v in per_config.items()}
     if len(configs) == 1:
-        fields = {k: np.broadcast_to(get(terms[0]), shape) for k, get in getters.items()}
+        fields |= {k: np.broadcast_to(get(terms[0]), shape) for k, get in per_shape.items()}
     else:
         flat = choice.ravel()
         picks = [np.flatnonzero(flat == i) for i in range(len(configs))]
-        fields = {}
-        for key, get in getters.items():
-            vals = [np.broadcast_to(get(t), shape).ravel() for t in terms]
+        for key, get in per_shape.items():
+            vals = [get(t) for t in terms]
             out = np.empty(flat.shape, dtype=np.result_type(*vals))
             for idx, v in zip(picks, vals, strict=True):
-                out[idx] = v[idx]
+                if idx.size:
+                    out[idx] = np.broadcast_to(v, shape).ravel()[idx] if np.ndim(v) else v
             fields[key] = out.reshape(shape)
+    fields["tail_utilization"] = fields.pop("tail_tiles") / fields["wave_size"]
+    fields["bound"] = bound_of(fields["compute_s"], fields["memory_s"], fields.pop("fixed_s"))
     flops = np.broadcast_to(g.flops, shape)
     if shape == ():
-        fields = {k: v.item() for k, v in fields.items()}
+        fields = {k: (v.item() if isinstance(v, np.ndarray) else v) for k, v in fields.items()}
         return Prediction(config=configs[int(choice)], flops=float(flops), backend=backend_name,
                           calibrated=calibrated, **fields)
     config = np.empty(len(configs), dtype=object)

@@ -25,16 +25,34 @@ def ceil_div(a, b):
 
 @dataclass(frozen=True)
 class WaveStats:
+    m: np.ndarray
+    n: np.ndarray
+    tile_m: int
+    tile_n: int
+    sm_count: int
     tiles_m: np.ndarray
     tiles_n: np.ndarray
     tiles: np.ndarray
     blocks_per_sm: int
     wave_size: int
     waves: np.ndarray
-    tail_tiles: np.ndarray
-    tail_utilization: np.ndarray
-    tail_blocks_per_sm: np.ndarray     # blocks on the busiest SM in the last wave
-    tile_utilization: np.ndarray       # useful outputs / outputs computed (tile quantization)
+    tail_tiles: np.ndarray             # blocks in the last wave
+
+    @property
+    def tail_utilization(self):
+        """How full the last wave is: tail_tiles / wave_size, in (0, 1]."""
+        return self.tail_tiles / self.wave_size
+
+    @property
+    def tail_blocks_per_sm(self):
+        """Blocks on the busiest SM in the last wave (blocks are dealt to SMs breadth first)."""
+        return ceil_div(self.tail_tiles, self.sm_count)
+
+    @property
+    def tile_utilization(self):
+        """Useful outputs / outputs computed: the tile-quantization efficiency, in (0, 1]."""
+        return (np.asarray(self.m) * np.asarray(self.n)) / (
+            (self.tiles_m * self.tile_m) * (self.tiles_n * self.tile_n))
 
 
 def wave_size(cfg: KernelConfig, gpu: GPUSpec) -> int:
@@ -47,16 +65,11 @@ def wave_stats(m, n, batch, cfg: KernelConfig, gpu: GPUSpec) -> WaveStats:
     """Tile counts, waves and tail of a ``batch x m x n`` output under ``cfg`` on ``gpu``."""
     tiles_m = ceil_div(ceil_div(m, cfg.tile_m), cfg.cluster_m) * cfg.cluster_m
     tiles_n = ceil_div(ceil_div(n, cfg.tile_n), cfg.cluster_n) * cfg.cluster_n
-    tiles = np.asarray(batch) * tiles_m * tiles_n * cfg.split_k
-    bps = cfg.occupancy(gpu).blocks_per_sm
+    tiles = tiles_m * tiles_n * (np.asarray(batch) * cfg.split_k)
     size = wave_size(cfg, gpu)
     waves = ceil_div(tiles, size)
-    tail = tiles - (waves - 1) * size
-    computed = (tiles_m * cfg.tile_m) * (tiles_n * cfg.tile_n)
     return WaveStats(
-        tiles_m=tiles_m, tiles_n=tiles_n, tiles=tiles, blocks_per_sm=bps, wave_size=size, waves=waves,
-        tail_tiles=tail, tail_utilization=tail / size,
-        tail_blocks_per_sm=ceil_div(tail, gpu.sm_count),
-        tile_utilization=(np.asarray(m) * np.asarray(n)) / computed,
+        m=m, n=n, tile_m=cfg.tile_m, tile_n=cfg.tile_n, sm_count=gpu.sm_count, tiles_m=tiles_m,
+        tiles_n=tiles_n, tiles=tiles, blocks_per_sm=cfg.occupancy(gpu).blocks_per_sm, wave_size=size,
+        waves=waves, tail_tiles=tiles - (waves - 1) * size,
     )
-

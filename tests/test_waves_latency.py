@@ -1,0 +1,135 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import wavemodel as wm
+from wavemodel.waves import wave_stats
+
+H100 = wm.gpu("h100-sxm")
+# 8 warps, 128 regs -> 2 blocks/SM on an H100 (register-limited): wave = 264 blocks
+CFG = wm.KernelConfig(name="t128", tile_m=128, tile_n=128, tile_k=32, threads=256, regs_per_thread=128,
+                      smem_per_block_bytes=65536, efficiency=0.5, tile_overhead_s=0.0)
+SM_FP16 = 989.4e12 / 132
+
+
+def test_full_waves_and_partial_last_wave():
+    ws = wave_stats(2048, 4096, 1, CFG, H100)          # 16 x 32 = 512 tiles
+    assert (int(ws.tiles), ws.blocks_per_sm, ws.wave_size, int(ws.waves)) == (512, 2, 264, 2)
+    assert int(ws.tail_tiles) == 512 - 264
+    assert ws.tail_utilization == pytest.approx(248 / 264)
+    assert int(ws.tail_blocks_per_sm) == 2                # 248 blocks over 132 SMs: busiest gets 2
+
+
+def test_sub_wave_grid():
+    ws = wave_stats(1000, 1000, 1, CFG, H100)           # 8 x 8 = 64 tiles, fewer than 132 SMs
+    assert (int(ws.tiles), int(ws.waves), int(ws.tail_blocks_per_sm)) == (64, 1, 1)
+    assert ws.tail_utilization == pytest.approx(64 / 264)
+    assert ws.tile_utilization == pytest.approx(1000 * 1000 / (1024 * 1024))
+
+
+def test_split_k_and_cluster_rounding():
+    cfg = wm.KernelConfig(name="c", tile_m=128, tile_n=256, tile_k=64, threads=384, regs_per_thread=168,
+                          smem_per_block_bytes=200_000, cluster_m=2, split_k=3)
+    ws = wave_stats(300, 300, 2, cfg, H100)
+    # ceil(300/128) = 3 -> rounded up to the cluster's 2 -> 4; ceil(300/256) = 2; x batch 2 x split 3
+    assert (int(ws.tiles_m), int(ws.tiles_n), int(ws.tiles)) == (4, 2, 48)
+    assert ws.wave_size == 132                               # 1 block/SM (smem), 66 clusters of 2
+
+
+def test_latency_hand_computed():
+    p = wm.predict_latency(wm.Gemm(2048, 4096, 4096), H100, backend=CFG)
+    t_tile = 2 * 128 * 128 * 4096 / (SM_FP16 * 0.5)       # one tile's math at half the SM's peak
+    compute = t_tile * (1 * 2 + 2)                          # one full wave of 2 blocks/SM + tail of 2
+    memory = ((2048 * 4096 + 4096 * 4096) * 2 + 2048 * 4096 * 2) / (3.35e12 * 0.85)
+    assert memory < compute
+    assert p.latency_s == pytest.approx(2.0e-6 + compute, rel=1e-12)
+    assert (p.waves, p.tiles, p.blocks_per_sm, p.bound) == (2, 512, 2, "compute")
+
+
+def test_tail_of_one_block_per_sm_costs_half_a_wave_only_when_a_lone_block_runs_faster():
+    slow = wm.predict_latency(wm.Gemm(128 * 133, 256, 4096), H100, backend=CFG)  # 266 tiles: 2 waves
+    cfg_fast_alone = wm.KernelConfig(**{**CFG.__dict__, "single_block_speedup": 2.0})
+    fast = wm.predict_latency(wm.Gemm(128 * 133, 256, 4096), H100, backend=cfg_fast_alone)
+    t_tile = 2 * 128 * 128 * 4096 / (SM_FP16 * 0.5)
+    assert slow.latency_s == pytest.approx(2e-6 + t_tile * (2 + 2), rel=1e-12)   # tail costs a wave
+    assert fast.latency_s == pytest.approx(2e-6 + t_tile * (2 + 1), rel=1e-12)   # tail: 1 block/SM
+
+
+def test_decode_shape_is_memory_bound_with_a_skinny_tile_and_compute_bound_with_a_square_one():
+    skinny = wm.KernelConfig(name="s", tile_m=8, tile_n=128, tile_k=64, threads=128, regs_per_thread=64,
+                             smem_per_block_bytes=40000, efficiency=0.5)
+    p = wm.predict_latency(wm.Gemm(1, 8192, 8192), H100, backend=skinny)
+    assert p.bound == "memory"
+    assert p.memory_s == pytest.approx((8192 + 8192 * 8192 + 8192) * 2 / (3.35e12 * 0.85))
+    # a 128x128 tile computes 127 padding rows: 64 tiles of 128x128x8192 at half of an SM's peak
+    square = wm.predict_latency(wm.Gemm(1, 8192, 8192), H100, backend=CFG)
+    assert square.bound == "compute"
+    assert square.compute_s == pytest.approx(2 * (2 * 128 * 128 * 8192) / (SM_FP16 * 0.5))
+
+
+def test_tiny_shape_is_latency_bound():
+    cfg = wm.KernelConfig(**{**CFG.__dict__, "efficiency": 1.0})
+    assert wm.predict_latency(wm.Gemm(8, 8, 8), H100, backend=cfg).bound == "latency"
+
+
+def test_tuple_is_fp16_gemm_and_conv_defaults_to_cudnn():
+    p = wm.predict_latency((512, 512, 512), H100)
+    assert p.backend == "cublas" and p.config.dtypes and "fp16" in p.config.dtypes
+    c = wm.predict_latency(wm.Conv2d(n=8, c=64, h=28, w=28, k=64, r=3, s=3, padding=1), H100)
+    assert c.backend == "cudnn"
+    with pytest.raises(ValueError, match="shape: expected"):
+        wm.predict_latency((1, 2), H100)
+    with pytest.raises(ValueError, match="backend: unknown backend 'cutlass'"):
+        wm.predict_latency((8, 8, 8), H100, backend="cutlass")
+
+
+dims = st.integers(min_value=1, max_value=20000)
+
+
+@settings(max_examples=200, deadline=None)
+@given(m=dims, n=dims, k=dims, dm=st.integers(0, 3000), axis=st.sampled_from("mnk"),
+       split=st.sampled_from([1, 2, 4]), bps_cfg=st.sampled_from([CFG, wm.KernelConfig(
+           name="big", tile_m=256, tile_n=128, tile_k=64, threads=384, regs_per_thread=168,
+           smem_per_block_bytes=200_000, cluster_n=2, single_block_speedup=1.0)]))
+def test_latency_never_decreases_when_a_dimension_grows(m, n, k, dm, axis, split, bps_cfg):
+    cfg = wm.KernelConfig(**{**bps_cfg.__dict__, "split_k": split})
+    a = dict(m=m, n=n, k=k)
+    b = dict(a)
+    b[axis] += dm
+    la = wm.predict_latency(wm.Gemm(**a), H100, backend=cfg).latency_s
+    lb = wm.predict_latency(wm.Gemm(**b), H100, backend=cfg).latency_s
+    assert lb >= la
+
+
+@settings(max_examples=100, deadline=None)
+@given(m=dims, n=dims, k=dims, batch=st.integers(1, 64))
+def test_waves_and_tiles_match_their_definitions(m, n, k, batch):
+    p = wm.predict_latency(wm.Gemm(m, n, k, batch=batch), H100, backend=CFG)
+    tiles = batch * -(-m // 128) * -(-n // 128)
+    assert p.tiles == tiles
+    assert p.waves == -(-tiles // 264)
+    assert (p.waves - 1) * 264 < p.tiles <= p.waves * 264
+    assert p.tail_utilization == pytest.approx((tiles - (p.waves - 1) * 264) / 264)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(dims, dims, dims), min_size=1, max_size=30),
+       st.sampled_from(["fp16", "fp32", "bf16", "tf32"]))
+def test_vectorised_equals_scalar(shapes, dtype):
+    m, n, k = (np.array(x) for x in zip(*shapes, strict=True))
+    vec = wm.predict_latency(wm.Gemm(m, n, k, dtype=dtype), H100)
+    for i, (mi, ni, ki) in enumerate(shapes):
+        one = wm.predict_latency(wm.Gemm(mi, ni, ki, dtype=dtype), H100)
+        assert vec.latency_s[i] == one.latency_s
+        assert vec.config[i] is one.config or vec.config[i] == one.config
+        assert (vec.waves[i], vec.tiles[i], vec.blocks_per_sm[i], vec.bound[i]) == (
+            one.waves, one.tiles, one.blocks_per_sm, one.bound)
+        assert vec.tail_utilization[i] == one.tail_utilization
+
+
+def test_broadcasting_shapes():
+    p = wm.predict_latency(wm.Gemm(m=np.arange(64, 8193, 64)[:, None], n=np.array([1024, 4096]), k=4096),
+                           H100)
+    assert p.latency_s.shape == p.waves.shape == p.config.shape == (128, 2)
+    assert p.latency_s[5, 1] == wm.predict_latency(wm.Gemm(384, 4096, 4096), H100).latency_s
