@@ -1,0 +1,330 @@
+"""The sympy closed form and its step positions against brute-force evaluation of the numeric model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import wavemodel as wm
+from wavemodel import symbolic
+from wavemodel.latency import config_latency, select
+from wavemodel.waves import wave_size
+
+H100 = wm.gpu("h100-sxm")      # 132 SMs
+RTX3090 = wm.gpu("rtx-3090")   # 82 SMs
+TILE = dict(tile_m=128, tile_n=128, tile_k=64)
+# one 384-thread block per SM (shared memory), as the sm_90 warp-specialised kernels
+BPS1 = wm.KernelConfig(name="t_bps1", threads=384, regs_per_thread=168, smem_per_block_bytes=197632, **TILE)
+# two blocks per SM (registers: 128 regs x 256 threads, and shared memory both allow 2)
+BPS2 = wm.KernelConfig(name="t_bps2", threads=256, regs_per_thread=128, smem_per_block_bytes=100000, **TILE)
+BPS2_FAST_ALONE = wm.KernelConfig(name="t_bps2s", threads=256, regs_per_thread=128,
+                                  smem_per_block_bytes=100000, single_block_speedup=2.0, **TILE)
+SPLITK4 = wm.KernelConfig(name="t_sk4", threads=384, regs_per_thread=168, smem_per_block_bytes=197632,
+                          split_k=4, **TILE)
+SPLITK2 = wm.KernelConfig(name="t_sk2", threads=384, regs_per_thread=168, smem_per_block_bytes=197632,
+                          split_k=2, **TILE)
+# one 1024-thread block per SM (warps), clusters of 1x4 CTAs
+CLUSTER = wm.KernelConfig(name="t_cl", threads=1024, regs_per_thread=64, smem_per_block_bytes=16384,
+                          cluster_n=4, **TILE)
+CLUSTER_2X2 = wm.KernelConfig(name="t_cl22", threads=384, regs_per_thread=168, smem_per_block_bytes=197632,
+                              cluster_m=2, cluster_n=2, tile_m=256, tile_n=128, tile_k=64)
+# our own style of SIMT kernel: CUDA cores, fp32, 128x128x8 tile, 256 threads, double-buffered smem
+SIMT = wm.KernelConfig(name="simt_f32_128x128_test", tile_m=128, tile_n=128, tile_k=8, threads=256,
+                       regs_per_thread=128, smem_per_block_bytes=2 * (128 * 8 + 8 * 128) * 4, math="simt",
+                       dtypes=("fp32",), efficiency=0.6)
+
+
+def sweep(dims: dict, cfg, gpu, free: str, lo: int, hi: int, dtype="fp16", batch=1):
+    x = np.arange(lo, hi + 1)
+    g = wm.Gemm(**(dims | {free: x}), batch=batch, dtype=dtype)
+    return x, wm.predict_latency(g, gpu, backend=cfg)
+
+
+def brute_steps(dims: dict, cfg, gpu, free: str, lo: int, hi: int, dtype="fp16", batch=1) -> list[int]:
+    """Every d in [lo, hi] where latency exceeds the piece held from d - 1, evaluated one d at a time."""
+    x, p = sweep(dims, cfg, gpu, free, max(lo, 2) - 1, hi, dtype, batch)
+    comp, mem, lat = (np.asarray(v, dtype=float) for v in (p.compute_s, p.memory_s, p.latency_s))
+    held = lat[1:] - np.maximum(comp[1:], mem[1:]) + np.maximum(comp[:-1], mem[1:])
+    jump = lat[1:] - held > 1e-9 * lat[1:]      # a rise of an ulp or two is rounding, not a step
+    return [int(v) for v in x[1:][jump]]
+
+
+def steps(dims: dict, cfg, gpu, free, lo, hi, dtype="fp16", batch=1):
+    return symbolic.step_positions(wm.Gemm(**(dims | {free: 1}), batch=batch, dtype=dtype), cfg, gpu,
+                                   free, lo, hi)
+
+
+def assert_compute_bound(dims, cfg, gpu, free, lo, hi):
+    """Precondition of the hand-computed cases: the compute term binds over the whole range."""
+    _, p = sweep(dims, cfg, gpu, free, lo, hi)
+    assert np.all(p.compute_s > p.memory_s)
+
+
+# ---------------------------------------------------------------------------------------------------
+# hand-computed step positions
+#
+# H100, 128x128 tile, m = 4096 -> 32 row tiles; n free -> tiles = 32 * ceil(n / 128).
+# One block per SM: a wave is 132 tiles, so a wave starts at tile 132w + 1, reached first when
+# ceil(n / 128) = ceil((132w + 1) / 32):  w=1: 5 -> n = 4*128+1 = 513;  w=2: 9 -> 1025;  w=3: 13 -> 1537;
+# w=4: 17 -> 2049;  w=5: 21 -> 2561;  w=6: 25 -> 3073;  w=7: 29 -> 3585;  w=8: ceil(1057/32) = 34 -> 4225
+# (33 column tiles are 1056 = 8 * 132 tiles: 4224 still fits in 8 full waves).
+WAVES_132_FROM_32 = [513, 1025, 1537, 2049, 2561, 3073, 3585, 4225]
+
+
+def test_steps_one_block_per_sm_by_hand():
+    dims = dict(m=4096, k=4096)
+    assert BPS1.occupancy(H100).blocks_per_sm == 1 and wave_size(BPS1, H100) == 132
+    assert_compute_bound(dims, BPS1, H100, "n", 2, 4300)
+    assert steps(dims, BPS1, H100, "n", 2, 4300) == WAVES_132_FROM_32
+    # compute-bound with one kernel: latency is flat between steps and rises exactly at them
+    x, p = sweep(dims, BPS1, H100, "n", 1, 4300)
+    rises = x[1:][np.diff(p.latency_s) > 0]
+    assert list(rises) == WAVES_132_FROM_32
+    assert np.all(np.diff(p.latency_s) >= 0)
+    assert [int(p.waves[x == s][0]) for s in WAVES_132_FROM_32] == list(range(2, 10))
+
+
+def test_steps_symmetric_in_m_and_n():
+    assert steps(dict(n=4096, k=4096), BPS1, H100, "m", 2, 4300) == WAVES_132_FROM_32
+
+
+def test_steps_sub_range_and_single_point():
+    dims = dict(m=4096, k=4096)
+    assert steps(dims, BPS1, H100, "n", 1025, 3073) == [1025, 1537, 2049, 2561, 3073]
+    assert steps(dims, BPS1, H100, "n", 1026, 3072) == [1537, 2049, 2561]
+    assert steps(dims, BPS1, H100, "n", 513, 513) == [513]
+    assert steps(dims, BPS1, H100, "n", 514, 1024) == []
+    assert steps(dims, BPS1, H100, "n", 1, 1) == []
+
+
+def test_steps_two_blocks_per_sm_by_hand():
+    # 2 blocks per SM: a wave is 264 tiles; waves start at tiles 265, 529, 793, 1057 ->
+    # ceil(265/32) = 9 -> 1025, ceil(529/32) = 17 -> 2049, ceil(793/32) = 25 -> 3073, 34 -> 4225.
+    # A lone block is no faster (speedup 1), so a second block on the busiest SM of the last wave
+    # (tiles 132w+1 in between) costs nothing: no step there.
+    dims = dict(m=4096, k=4096)
+    assert BPS2.occupancy(H100).blocks_per_sm == 2 and wave_size(BPS2, H100) == 264
+    assert_compute_bound(dims, BPS2, H100, "n", 2, 4300)
+    assert steps(dims, BPS2, H100, "n", 2, 4300) == [1025, 2049, 3073, 4225]
+    # A lone block twice as fast: the busiest SM's second block now shows, at tile 264w + 133.
+    assert_compute_bound(dims, BPS2_FAST_ALONE, H100, "n", 2, 4300)
+    assert steps(dims, BPS2_FAST_ALONE, H100, "n", 2, 4300) == WAVES_132_FROM_32
+
+
+def test_steps_cluster_rounding_by_hand():
+    # RTX 3090, 82 SMs, clusters of 4 CTAs: a wave is floor(82/4)*4 = 80 tiles. m = 1024 -> 8 row
+    # tiles; n tiles come in clusters of 4: tiles = 8 * 4 * ceil(n / 512) = 32 q. Waves start at
+    # tiles 81, 161, 241, 321 -> q = 3, 6, 8, 11 -> n = 1025, 2561, 3585, 5121.
+    dims = dict(m=1024, k=8192)
+    assert wave_size(CLUSTER, RTX3090) == 80
+    assert_compute_bound(dims, CLUSTER, RTX3090, "n", 2, 5200)
+    assert steps(dims, CLUSTER, RTX3090, "n", 2, 5200) == [1025, 2561, 3585, 5121]
+
+
+def test_steps_split_k_by_hand():
+    # split-K 4 with m = 1024 (8 row tiles): 32 tiles per column tile, as in the first case.
+    dims = dict(m=1024, k=16384)
+    assert_compute_bound(dims, SPLITK4, H100, "n", 2, 4300)
+    assert steps(dims, SPLITK4, H100, "n", 2, 4300) == WAVES_132_FROM_32
+    # the reduce kernel's time grows with n by the same amount every unit: affine between steps
+    x, p = sweep(dims, SPLITK4, H100, "n", 1, 4300)
+    rise = np.diff(p.latency_s)
+    between = ~np.isin(x[1:], WAVES_132_FROM_32)
+    slope = np.median(rise[between])
+    assert slope > 0
+    np.testing.assert_allclose(rise[between], slope, rtol=1e-6, atol=1e-17)
+    assert np.all(rise[~between] > 100 * slope)
+
+
+def test_k_has_no_wave_steps_only_k_tile_steps():
+    # k never changes the tile count, so the wave count is the same for every k; the model's main
+    # loop runs ceil(k / (split_k * tile_k)) iterations, so compute rises at k = 128q + 1 (split 2).
+    dims = dict(m=2048, n=2048)
+    lo, hi = 4000, 5000
+    assert_compute_bound(dims, SPLITK2, H100, "k", lo, hi)
+    assert steps(dims, SPLITK2, H100, "k", lo, hi) == [4097, 4225, 4353, 4481, 4609, 4737, 4865, 4993]
+    x, p = sweep(dims, SPLITK2, H100, "k", 1, 5000)
+    assert np.unique(p.waves).size == 1
+    t = symbolic.latency_terms((2048, 2048, 1), SPLITK2, H100, free="k")
+    k = t["symbol"]
+    assert not t["waves"].free_symbols and not t["tiles"].free_symbols
+    assert sp.Poly(t["memory_s"], k).degree() == 1
+    assert sp.Poly(t["fixed_s"], k).degree() <= 1
+    # with the number of K iterations held, the compute term does not depend on k at all
+    q = sp.Symbol("q", positive=True)
+    held = t["compute_s"].subs(sp.ceiling(k / 128), q)
+    assert k not in held.free_symbols
+    # between steps latency is continuous: within each K-tile piece it rises by at most the
+    # memory slope per unit (flat while compute binds), and never falls
+    piece_start = (x - 1) % 128 == 0
+    rise = np.diff(p.latency_s)
+    mem_slope = np.max(np.diff(p.memory_s))
+    assert np.all(rise[~piece_start[1:]] <= mem_slope * (1 + 1e-9))
+    assert np.all(rise >= -1e-18)
+
+
+# ---------------------------------------------------------------------------------------------------
+# brute force: every d of a range, several configurations and free dimensions
+
+CASES = [
+    (BPS1, H100, dict(m=4096, n=3000, k=4096), "fp16", 1),
+    (BPS1, H100, dict(m=700, n=3000, k=512), "fp16", 3),      # memory binds in places
+    (BPS2, H100, dict(m=2000, n=1000, k=4096), "fp16", 1),
+    (BPS2_FAST_ALONE, H100, dict(m=1500, n=2500, k=2048), "bf16", 2),
+    (SPLITK4, H100, dict(m=1024, n=1024, k=8192), "fp16", 1),
+    (CLUSTER, RTX3090, dict(m=1000, n=1000, k=4096), "fp16", 1),
+    (CLUSTER_2X2, H100, dict(m=3000, n=5000, k=4096), "fp8", 1),
+    (SIMT, H100, dict(m=2048, n=2048, k=1024), "fp32", 1),
+]
+CASE_IDS = [c[0].name + "-" + c[3] for c in CASES]
+
+
+@pytest.mark.parametrize("free", ["m", "n", "k"])
+@pytest.mark.parametrize(("cfg", "gpu", "dims", "dtype", "batch"), CASES, ids=CASE_IDS)
+def test_step_positions_equal_brute_force(cfg, gpu, dims, dtype, batch, free):
+    lo, hi = 1, 6000
+    fixed = {k: v for k, v in dims.items() if k != free}
+    expected = brute_steps(fixed, cfg, gpu, free, lo, hi, dtype, batch)
+    assert steps(fixed, cfg, gpu, free, lo, hi, dtype, batch) == expected
+    if free != "k":
+        assert expected, "the range should cross at least one wave boundary"
+
+
+@pytest.mark.parametrize("free", ["m", "n", "k"])
+@pytest.mark.parametrize(("cfg", "gpu", "dims", "dtype", "batch"), CASES, ids=CASE_IDS)
+def test_expression_values_equal_model(cfg, gpu, dims, dtype, batch, free):
+    g = wm.Gemm(**dims, batch=batch, dtype=dtype)
+    fixed = {k: v for k, v in dims.items() if k != free}
+    x, p = sweep(fixed, cfg, gpu, free, 1, 5000, dtype, batch)
+    fn = symbolic.latency_function(g, cfg, gpu, free)
+    np.testing.assert_allclose(fn(x), p.latency_s, rtol=1e-12)
+    # the exact sympy expression, at and next to the steps and at a few other points
+    d, expr = symbolic.latency_expr(g, cfg, gpu, free)
+    points = set(steps(fixed, cfg, gpu, free, 2, 5000, dtype, batch)[:4]) | {1, 97, 1000, 4999}
+    for v in sorted(points | {s - 1 for s in points if s > 1}):
+        assert float(expr.subs(d, v)) == pytest.approx(float(p.latency_s[v - 1]), rel=1e-12)
+
+
+def test_expression_has_the_documented_structure():
+    d, expr = symbolic.latency_expr((4096, 1, 4096), BPS1, H100, free="n")
+    assert expr.free_symbols == {d} and d.is_integer and d.is_positive
+    assert expr.has(sp.Piecewise) and expr.has(sp.ceiling)
+    t = symbolic.latency_terms((4096, 1, 4096), BPS1, H100, free="n")
+    # waves = ceiling(32 * ceiling(n / 128) / 132), evaluated exactly at the wave boundaries
+    assert [int(t["waves"].subs(d, v)) for v in (512, 513, 4224, 4225)] == [1, 2, 8, 9]
+    assert sp.Poly(t["memory_s"], d).degree() == 1
+
+
+def test_conv2d_lowers_to_its_implicit_gemm():
+    conv = wm.Conv2d(n=8, c=64, h=56, w=56, k=64, r=3, s=3, padding=1)
+    g = conv.gemm()
+    assert symbolic.step_positions(conv, BPS1, H100, "n", 2, 3000) == steps(
+        dict(m=g.m, k=g.k), BPS1, H100, "n", 2, 3000)
+
+
+# ---------------------------------------------------------------------------------------------------
+# property: random configurations, GPUs, dimensions and ranges
+
+@st.composite
+def configs(draw):
+    cfg = wm.KernelConfig(
+        name="hyp", tile_m=draw(st.sampled_from([16, 32, 64, 128, 256])),
+        tile_n=draw(st.sampled_from([8, 16, 64, 128, 256])), tile_k=draw(st.sampled_from([8, 32, 64])),
+        threads=draw(st.sampled_from([64, 128, 256, 384, 512])),
+        regs_per_thread=draw(st.integers(16, 168)),
+        smem_per_block_bytes=draw(st.integers(0, 160_000)),
+        cluster_m=draw(st.sampled_from([1, 1, 2])), cluster_n=draw(st.sampled_from([1, 1, 2, 4])),
+        split_k=draw(st.sampled_from([1, 1, 2, 3, 4])),
+        math=draw(st.sampled_from(["tensor", "simt"])),
+        efficiency=draw(st.sampled_from([0.5, 0.8])),
+        tile_overhead_s=draw(st.sampled_from([0.0, 1e-6])),
+        single_block_speedup=draw(st.sampled_from([1.0, 1.5, 2.0, 3.0])),
+    )
+    gpu = wm.gpu(draw(st.sampled_from(["h100-sxm", "a100-40gb", "rtx-3090", "t4", "l4"])))
+    try:
+        cfg.occupancy(gpu)
+    except ValueError:
+        assume(False)
+    return cfg, gpu
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs(), st.sampled_from(["m", "n", "k"]), st.integers(1, 8192), st.integers(1, 8192),
+       st.integers(1, 4), st.integers(1, 3000), st.integers(0, 2500))
+def test_step_positions_property(cfg_gpu, free, a, b, batch, lo, width):
+    cfg, gpu = cfg_gpu
+    others = [x for x in "mnk" if x != free]
+    fixed = dict(zip(others, (a, b), strict=True))
+    hi = lo + width
+    assert steps(fixed, cfg, gpu, free, lo, hi, batch=batch) == brute_steps(
+        fixed, cfg, gpu, free, lo, hi, batch=batch)
+
+
+# ---------------------------------------------------------------------------------------------------
+# library backends: the selected configuration's staircase
+
+def brute_staircase_steps(dims, gpu, free, lo, hi, backend):
+    """The staircase_steps definition evaluated at every d of the range."""
+    from wavemodel.latency import candidate_configs
+
+    x = np.arange(max(lo, 2), hi + 1)
+    g_now = wm.Gemm(**(dims | {free: x}))
+    g_prev = wm.Gemm(**(dims | {free: x - 1}))
+    configs = candidate_configs(backend, gpu, "fp16")
+    now, held = [], []
+    for c in configs:
+        t, prev = config_latency(g_now, c, gpu, 2e-6), config_latency(g_prev, c, gpu, 2e-6)
+        lat, comp, mem, comp_prev = (np.broadcast_to(v, x.shape) for v in (
+            t["latency_s"], t["compute_s"], t["memory_s"], prev["compute_s"]))
+        now.append(dict(latency_s=lat))
+        held.append(dict(latency_s=lat - np.maximum(comp, mem) + np.maximum(comp_prev, mem)))
+    pick = np.arange(x.size)
+    lat_now = np.stack([t["latency_s"] for t in now])[select(g_now, configs, now), pick]
+    lat_held = np.stack([t["latency_s"] for t in held])[select(g_now, configs, held), pick]
+    np.testing.assert_allclose(lat_now, wm.predict_latency(g_now, gpu, backend).latency_s, rtol=1e-12)
+    return [int(v) for v in x[lat_now > lat_held * (1 + 1e-9)]]
+
+
+@pytest.mark.parametrize(("dims", "free"), [(dict(m=4096, k=4096), "n"), (dict(n=1000, k=8192), "m"),
+                                            (dict(m=512, k=16384), "n")])
+def test_library_staircase_steps_equal_brute_force(dims, free):
+    from wavemodel import calibration
+
+    if calibration.profile_for(H100, "cublas").calibrated:
+        pytest.skip("brute force assumes the uncalibrated launch overhead")
+    expected = brute_staircase_steps(dims, H100, free, 1, 6000, "cublas")
+    assert symbolic.staircase_steps(wm.Gemm(**(dims | {free: 1})), H100, free, 1, 6000, "cublas") == expected
+    assert expected
+
+
+def test_staircase_steps_of_one_config_are_its_step_positions():
+    g = wm.Gemm(m=4096, n=1, k=4096)
+    assert symbolic.staircase_steps(g, H100, "n", 2, 4300, backend=BPS1) == WAVES_132_FROM_32
+
+
+# ---------------------------------------------------------------------------------------------------
+# bad input
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    (dict(free="x"), "free"), (dict(lo=0), "lo"), (dict(lo=10, hi=5), "hi"), (dict(lo=1.5), "lo"),
+])
+def test_bad_arguments_raise_value_error_naming_the_field(kwargs, field):
+    args = dict(free="n", lo=1, hi=100) | kwargs
+    with pytest.raises(ValueError, match=field):
+        symbolic.step_positions((128, 1, 128), BPS1, H100, **args)
+
+
+def test_config_that_cannot_fit_raises():
+    huge = wm.KernelConfig(name="huge", tile_m=128, tile_n=128, tile_k=64, threads=256,
+                           regs_per_thread=64, smem_per_block_bytes=300_000)
+    with pytest.raises(ValueError, match="huge"):
+        symbolic.latency_expr((128, 128, 128), huge, H100)
+    with pytest.raises(ValueError, match="gpu"):
+        symbolic.step_positions((128, 1, 128), BPS1, "no-such-gpu", "n", 1, 10)
+    with pytest.raises(ValueError, match="backend"):
+        symbolic.staircase_steps((128, 1, 128), H100, "n", 1, 10, backend="nope")
+    with pytest.raises(ValueError, match="scalars"):
+        symbolic.latency_expr(wm.Gemm(m=np.arange(1, 4), n=4, k=4), BPS1, H100)
