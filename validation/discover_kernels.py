@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -140,7 +138,7 @@ def make_call(row, torch):
 
 def profile_rows(rows, torch, log=print):
     """Run every row under the profiler; return rows with kernel names and durations added."""
-    from torch.profiler import ProfilerActivity, profile
+    from wavemodel.hardware.profiler import profile_calls
 
     calls = []
     t0 = time.time()
@@ -156,44 +154,15 @@ def profile_rows(rows, torch, log=print):
             calls.append(None)
         if i % 200 == 0:
             log(f"  warm {i}/{len(rows)} {time.time() - t0:.0f}s")
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for row, f in zip(rows, calls, strict=True):
-            if f is None:
-                continue
-            torch.backends.cuda.matmul.allow_tf32 = row["dtype"] == "tf32"
-            torch.cuda._sleep(1000)
-            for _ in range(REPS):
-                f()
-            torch.cuda._sleep(1000)
-        torch.cuda.synchronize()
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
-        path = tmp.name
-    prof.export_chrome_trace(path)
-    with open(path) as fh:
-        trace = json.load(fh)
-    os.unlink(path)
-    kernels = sorted((e for e in trace["traceEvents"] if e.get("cat") in ("kernel", "gpu_memset")
-                      and e.get("ph") == "X"), key=lambda e: e["ts"])
-    groups, cur, inside = [], [], False
-    for e in kernels:
-        if "spin" in e["name"] or "sleep" in e["name"].lower():
-            if inside:
-                groups.append(cur)
-            cur, inside = [], not inside
+    setup = [(lambda tf32=(row["dtype"] == "tf32"): setattr(torch.backends.cuda.matmul, "allow_tf32", tf32))
+             for row in rows]
+    found = profile_calls(calls, reps=REPS, setup=setup)
+    for row, ck in zip(rows, found, strict=True):
+        if ck is None:
             continue
-        if inside:
-            cur.append(e)
-    done = [r for r, f in zip(rows, calls, strict=True) if f is not None]
-    if len(groups) != len(done):
-        log(f"  WARNING: {len(groups)} marker groups for {len(done)} shapes")
-    for row, g in zip(done, groups, strict=False):
-        per = len(g) // REPS if len(g) >= REPS else len(g)
-        reps = [g[i * per:(i + 1) * per] for i in range(REPS)] if per else [[]]
-        row["kernels"] = ";".join(("memset" if e.get("cat") == "gpu_memset" else e["name"]) for e in reps[0])
-        durs = [sum(e["dur"] for e in rep) for rep in reps]
-        row["kernel_us_median"] = float(np.median(durs))
-        row["kernel_us_reps"] = " ".join(f"{d:.2f}" for d in durs)
+        row["kernels"] = ck.kernel
+        row["kernel_us_median"] = ck.kernel_us_median
+        row["kernel_us_reps"] = " ".join(f"{d:.2f}" for d in ck.kernel_us_reps)
     return rows
 
 
