@@ -273,7 +273,9 @@ def brute_staircase_steps(dims, gpu, free, lo, hi, backend):
     x = np.arange(max(lo, 2), hi + 1)
     g_now = wm.Gemm(**(dims | {free: x}))
     g_prev = wm.Gemm(**(dims | {free: x - 1}))
+    g_aligned = wm.Gemm(**(dims | {free: -(-x // 8) * 8}))       # every cuBLAS config aligns to 1 or 8
     configs = candidate_configs(backend, gpu, "fp16")
+    assert {c.alignment_elements for c in configs} <= {1, 8}
     now, held = [], []
     for c in configs:
         t, prev = config_latency(g_now, c, gpu, 2e-6), config_latency(g_prev, c, gpu, 2e-6)
@@ -282,9 +284,11 @@ def brute_staircase_steps(dims, gpu, free, lo, hi, backend):
         now.append(dict(latency_s=lat))
         held.append(dict(latency_s=lat - np.maximum(comp, mem) + np.maximum(comp_prev, mem)))
     pick = np.arange(x.size)
-    lat_now = np.stack([t["latency_s"] for t in now])[select(g_now, configs, now), pick]
-    lat_held = np.stack([t["latency_s"] for t in held])[select(g_now, configs, held), pick]
-    np.testing.assert_allclose(lat_now, wm.predict_latency(g_now, gpu, backend).latency_s, rtol=1e-12)
+    lat_now = np.stack([t["latency_s"] for t in now])[select(g_aligned, configs, now), pick]
+    lat_held = np.stack([t["latency_s"] for t in held])[select(g_aligned, configs, held), pick]
+    aligned = x % 8 == 0
+    np.testing.assert_allclose(lat_now[aligned], wm.predict_latency(g_now, gpu, backend).latency_s[aligned],
+                               rtol=1e-12)
     return [int(v) for v in x[lat_now > lat_held * (1 + 1e-9)]]
 
 
@@ -298,6 +302,19 @@ def test_library_staircase_steps_equal_brute_force(dims, free):
     expected = brute_staircase_steps(dims, H100, free, 1, 6000, "cublas")
     assert symbolic.staircase_steps(wm.Gemm(**(dims | {free: 1})), H100, free, 1, 6000, "cublas") == expected
     assert expected
+
+
+def test_library_steps_explain_every_rise_of_an_aligned_sweep():
+    # sampled on multiples of 8, the cuBLAS staircase rises between x[i-1] and x[i] only where a
+    # step lies in (x[i-1], x[i]]; elsewhere it grows by no more than the affine terms do
+    dims = dict(m=4096, k=4096)
+    x = np.arange(256, 8193, 8)
+    p = wm.predict_latency(wm.Gemm(**dims, n=x), H100)
+    found = symbolic.staircase_steps(wm.Gemm(**dims, n=1), H100, "n", 256, 8192)
+    has_step = np.array([any(a < s <= b for s in found) for a, b in zip(x[:-1], x[1:], strict=True)])
+    rise = np.diff(p.latency_s)
+    assert has_step.any() and np.all(rise[has_step] > 0)
+    assert np.all(rise[~has_step] < 1e-7)     # a plateau: the memory slope is ~3 ns per 8 columns
 
 
 def test_staircase_steps_of_one_config_are_its_step_positions():

@@ -37,6 +37,7 @@ Where the memory term binds, a tile boundary does not show and is not a step.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from fractions import Fraction
 
@@ -245,7 +246,9 @@ def staircase_steps(shape, gpu: GPUSpec | str, free: str, lo: int, hi: int, back
     held from ``d - 1`` (every configuration with its compute term at its ``d - 1`` value and its
     affine terms at ``d``). For one configuration this is ``step_positions``. If no configuration's
     compute term rises at ``d`` the two agree, so only the union of the configurations' own steps is
-    evaluated; a switch of configuration forced by alignment is never a step.
+    evaluated. The rule is applied as if ``d`` met every configuration's alignment: these are the
+    steps of the staircase that aligned shapes (multiples of 8, say) follow; an unaligned ``d`` runs
+    a fallback kernel off that staircase, and a switch forced by alignment is never a step.
     """
     gpu, g, free, (lo, hi) = lookup_gpu(gpu), _gemm(shape), _check_free(free), _check_range(lo, hi)
     if isinstance(backend, KernelConfig):
@@ -259,7 +262,8 @@ def staircase_steps(shape, gpu: GPUSpec | str, free: str, lo: int, hi: int, back
     if len(configs) == 1 or not cands:
         return cands
     d = np.asarray(cands, dtype=np.int64)
-    g_d = with_dim(g, free, d)
+    align = math.lcm(*(c.alignment_elements for c in configs))
+    g_sel = with_dim(g, free, -(-d // align) * align)      # d, rounded up to meet every alignment
     now, held = [], []
     for c in configs:
         t = config_latency(with_dim(g, free, d), c, gpu, launch)
@@ -269,6 +273,6 @@ def staircase_steps(shape, gpu: GPUSpec | str, free: str, lo: int, hi: int, back
         now.append(dict(latency_s=lat))
         held.append(dict(latency_s=lat - np.maximum(comp, mem) + np.maximum(comp_prev, mem)))
     pick = np.arange(d.size)
-    lat_now = np.stack([t["latency_s"] for t in now])[select(g_d, configs, now), pick]
-    lat_held = np.stack([t["latency_s"] for t in held])[select(g_d, configs, held), pick]
+    lat_now = np.stack([t["latency_s"] for t in now])[select(g_sel, configs, now), pick]
+    lat_held = np.stack([t["latency_s"] for t in held])[select(g_sel, configs, held), pick]
     return [int(x) for x in d[lat_now > lat_held * (1 + 1e-12)]]
