@@ -9,8 +9,11 @@ from wavemodel.waves import wave_stats
 H100 = wm.gpu("h100-sxm")
 # 8 warps, 128 regs -> 2 blocks/SM on an H100 (register-limited): wave = 264 blocks
 CFG = wm.KernelConfig(name="t128", tile_m=128, tile_n=128, tile_k=32, threads=256, regs_per_thread=128,
-                      smem_per_block_bytes=65536, efficiency=0.5, tile_overhead_s=0.0)
+                      smem_per_block_bytes=65536, efficiency=0.5, tile_overhead_s=0.0, kernel_fixed_s=3e-6)
 SM_FP16 = 989.4e12 / 132
+DRAM_BW = 3.35e12
+L2_BW = 3.0 * DRAM_BW              # uncalibrated defaults (calibration.py)
+SM_BW = 2.5 * DRAM_BW / 132
 
 
 def test_full_waves_and_partial_last_wave():
@@ -41,9 +44,13 @@ def test_latency_hand_computed():
     p = wm.predict_latency(wm.Gemm(2048, 4096, 4096), H100, backend=CFG)
     t_tile = 2 * 128 * 128 * 4096 / (SM_FP16 * 0.5)       # one tile's math at half the SM's peak
     compute = t_tile * (1 * 2 + 2)                          # one full wave of 2 blocks/SM + tail of 2
-    memory = ((2048 * 4096 + 4096 * 4096) * 2 + 2048 * 4096 * 2) / (3.35e12 * 0.85)
-    assert memory < compute
-    assert p.latency_s == pytest.approx(2.0e-6 + compute, rel=1e-12)
+    dram = ((2048 * 4096 + 4096 * 4096) * 2 + 2048 * 4096 * 2) / (DRAM_BW * 0.85)
+    panel = (128 + 128) * 4096 * 2                          # one tile's A and B panels, bytes
+    l2 = 512 * panel / L2_BW
+    ingest = (2 + 2) * panel / SM_BW                        # the busiest SM runs 4 tiles
+    assert max(dram, l2, ingest) < compute
+    assert p.memory_s == pytest.approx(max(dram, l2, ingest), rel=1e-12)
+    assert p.latency_s == pytest.approx(3.0e-6 + compute, rel=1e-12)
     assert (p.waves, p.tiles, p.blocks_per_sm, p.bound) == (2, 512, 2, "compute")
 
 
@@ -52,8 +59,8 @@ def test_tail_of_one_block_per_sm_costs_half_a_wave_only_when_a_lone_block_runs_
     cfg_fast_alone = wm.KernelConfig(**{**CFG.__dict__, "single_block_speedup": 2.0})
     fast = wm.predict_latency(wm.Gemm(128 * 133, 256, 4096), H100, backend=cfg_fast_alone)
     t_tile = 2 * 128 * 128 * 4096 / (SM_FP16 * 0.5)
-    assert slow.latency_s == pytest.approx(2e-6 + t_tile * (2 + 2), rel=1e-12)   # tail costs a wave
-    assert fast.latency_s == pytest.approx(2e-6 + t_tile * (2 + 1), rel=1e-12)   # tail: 1 block/SM
+    assert slow.latency_s == pytest.approx(3e-6 + t_tile * (2 + 2), rel=1e-12)   # tail costs a wave
+    assert fast.latency_s == pytest.approx(3e-6 + t_tile * (2 + 1), rel=1e-12)   # tail: 1 block/SM
 
 
 def test_decode_shape_is_memory_bound_with_a_skinny_tile_and_compute_bound_with_a_square_one():
@@ -61,7 +68,9 @@ def test_decode_shape_is_memory_bound_with_a_skinny_tile_and_compute_bound_with_
                              smem_per_block_bytes=40000, efficiency=0.5)
     p = wm.predict_latency(wm.Gemm(1, 8192, 8192), H100, backend=skinny)
     assert p.bound == "memory"
-    assert p.memory_s == pytest.approx((8192 + 8192 * 8192 + 8192) * 2 / (3.35e12 * 0.85))
+    dram = (8192 + 8192 * 8192 + 8192) * 2 / (DRAM_BW * 0.85)
+    ingest = 1 * (8 + 128) * 8192 * 2 / SM_BW      # 64 tiles, one per SM
+    assert p.memory_s == pytest.approx(max(dram, ingest))
     # a 128x128 tile computes 127 padding rows: 64 tiles of 128x128x8192 at half of an SM's peak
     square = wm.predict_latency(wm.Gemm(1, 8192, 8192), H100, backend=CFG)
     assert square.bound == "compute"
@@ -133,3 +142,13 @@ def test_broadcasting_shapes():
                            H100)
     assert p.latency_s.shape == p.waves.shape == p.config.shape == (128, 2)
     assert p.latency_s[5, 1] == wm.predict_latency(wm.Gemm(384, 4096, 4096), H100).latency_s
+
+
+def test_conv_dram_traffic_counts_real_tensors_not_the_replicated_implicit_gemm():
+    from wavemodel.latency import dram_bytes
+
+    c = wm.Conv2d(n=32, c=64, h=56, w=56, k=64, r=3, s=3, padding=1)
+    expected = (32 * 56 * 56 * 64 + 64 * 3 * 3 * 64 + 32 * 56 * 56 * 64) * 2
+    assert dram_bytes(c) == expected
+    g = c.gemm()                                  # its implicit GEMM reads A = 9 x the activations
+    assert dram_bytes(g) == (g.m * g.k + g.k * g.n + g.m * g.n) * 2 > 4 * expected

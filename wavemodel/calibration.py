@@ -1,9 +1,11 @@
 """Calibration profiles: measured model parameters per GPU, backend and kernel configuration.
 
 A profile (``data/profiles/<gpu>.json``) holds, per backend group (``"own"`` for our kernels,
-``"cublas"``, ``"cudnn"``), the launch overhead and per-configuration values of the parameters a
-``KernelConfig`` leaves to calibration. Without a profile the model runs on catalogue defaults and
-says so (``Prediction.calibrated`` is False). Fitting lives in ``wavemodel.fit``.
+``"cublas"``, ``"cudnn"``), GPU-level physics (the cost of each extra kernel a call launches, the
+bandwidth from L2 to the SMs, the DRAM bandwidth one SM can draw) and the per-configuration
+parameters a ``KernelConfig`` leaves to calibration, given per family and per configuration (the
+configuration's own values win). Without a profile the model runs on catalogue defaults and says so
+(``Prediction.calibrated`` is False). Fitting lives in ``wavemodel.fit``.
 """
 
 from __future__ import annotations
@@ -17,24 +19,36 @@ from importlib import resources
 from .configs import KernelConfig, own_kernels
 from .gpus import GPUSpec
 
-DEFAULT_LAUNCH_OVERHEAD_S = 2.0e-6
-FITTED_FIELDS = ("efficiency", "tile_overhead_s", "single_block_speedup", "bandwidth_efficiency")
+FITTED_FIELDS = ("efficiency", "tile_overhead_s", "kernel_fixed_s", "single_block_speedup",
+                 "bandwidth_efficiency")
+L2_TO_DRAM_BANDWIDTH = 3.0      # uncalibrated: L2 -> SM bandwidth as a multiple of DRAM bandwidth
+SM_SHARE_OF_DRAM = 2.5          # uncalibrated: one SM can draw this many times its fair DRAM share
 
 
 @dataclass(frozen=True)
 class Profile:
-    launch_overhead_s: float = DEFAULT_LAUNCH_OVERHEAD_S
+    launch_overhead_s: float = 1.5e-6           # each extra kernel of a call (memset, split-K reduce)
+    l2_bandwidth_bytes_per_s: float = 0.0       # 0: L2_TO_DRAM_BANDWIDTH x DRAM bandwidth
+    sm_bandwidth_bytes_per_s: float = 0.0       # 0: SM_SHARE_OF_DRAM x DRAM bandwidth / SMs
+    families: dict = field(default_factory=dict, hash=False)  # family -> {field: value}
     configs: dict = field(default_factory=dict, hash=False)   # config name -> {field: value}
     calibrated: bool = False
 
     def apply(self, cfg: KernelConfig) -> KernelConfig:
-        values = self.configs.get(cfg.name)
+        values = {**self.families.get(cfg.family, {}), **self.configs.get(cfg.name, {})}
         if not values:
             return cfg
         bad = set(values) - set(FITTED_FIELDS)
         if bad:
             raise ValueError(f"profile for {cfg.name!r}: unknown parameters {sorted(bad)}")
         return dataclasses.replace(cfg, **values)
+
+    def l2_bandwidth(self, gpu: GPUSpec) -> float:
+        return self.l2_bandwidth_bytes_per_s or L2_TO_DRAM_BANDWIDTH * gpu.dram_bandwidth_bytes_per_s
+
+    def sm_bandwidth(self, gpu: GPUSpec) -> float:
+        return self.sm_bandwidth_bytes_per_s or (
+            SM_SHARE_OF_DRAM * gpu.dram_bandwidth_bytes_per_s / gpu.sm_count)
 
 
 UNCALIBRATED = Profile()
@@ -62,5 +76,13 @@ def profile_for(gpu: GPUSpec, backend_name: str) -> Profile:
 
 
 def profile_from_dict(d: dict) -> Profile:
-    return Profile(launch_overhead_s=float(d["launch_overhead_s"]),
+    gpu_level = {k: float(d[k]) for k in ("launch_overhead_s", "l2_bandwidth_bytes_per_s",
+                                          "sm_bandwidth_bytes_per_s") if k in d}
+    return Profile(**gpu_level, families={k: dict(v) for k, v in d.get("families", {}).items()},
                    configs={k: dict(v) for k, v in d.get("configs", {}).items()}, calibrated=True)
+
+
+def profile_to_dict(p: Profile) -> dict:
+    return {"launch_overhead_s": p.launch_overhead_s, "l2_bandwidth_bytes_per_s": p.l2_bandwidth_bytes_per_s,
+            "sm_bandwidth_bytes_per_s": p.sm_bandwidth_bytes_per_s, "families": p.families,
+            "configs": p.configs}

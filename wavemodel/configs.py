@@ -2,10 +2,10 @@
 
 A ``KernelConfig`` is what the model needs to know about one kernel: its CTA tile, threads,
 registers and shared memory (for occupancy), pipeline stages, cluster shape, split-K factor, which
-unit does the math, and three model parameters that calibration fits (``efficiency``,
-``tile_overhead_s``, ``single_block_speedup``). Catalogues live in ``data/configs/*.toml``:
-``own.toml`` for our kernels (registers as the compiler reports them for sm_90) and one file per
-library and architecture family for cuBLAS / cuDNN.
+unit does the math, and the model parameters that calibration fits (``efficiency``,
+``tile_overhead_s``, ``kernel_fixed_s``, ``single_block_speedup``, ``bandwidth_efficiency``).
+Catalogues live in ``data/configs/*.toml``: ``own.toml`` for our kernels (registers as the compiler
+reports them for sm_90) and one file per library and architecture family for cuBLAS / cuDNN.
 """
 
 from __future__ import annotations
@@ -40,10 +40,13 @@ class KernelConfig:
     alignment_elements: int = 1        # the kernel needs m, n, k to be multiples of this (1: any)
     persistent: bool = False           # one CTA per SM slot looping over tiles (same wave arithmetic)
     efficiency: float = 0.7            # fraction of the SM's peak a saturated SM reaches in the main loop
-    tile_overhead_s: float = 1.0e-6    # per tile: prologue, pipeline fill and epilogue
+    tile_overhead_s: float = 0.5e-6    # per wave: a tile's prologue, pipeline fill and epilogue
+    kernel_fixed_s: float = 2.5e-6     # per kernel: launch in a graph, start-up and drain
     single_block_speedup: float = 1.0  # how much faster a block runs alone on an SM than among bps blocks
     bandwidth_efficiency: float = 0.85  # fraction of DRAM bandwidth the kernel's streams reach
+    extra_kernels: int = 0             # kernels launched beside the main one every call (e.g. a memset)
     kind: str = "gemm"                 # "gemm" or "conv" (implicit GEMM)
+    family: str = ""                   # calibration group: configurations of a family share parameters
     source: str = ""
 
     def __post_init__(self):
@@ -62,8 +65,11 @@ class KernelConfig:
             raise ValueError(f"efficiency: must be in (0, 1], got {self.efficiency!r}")
         if not 0 < self.bandwidth_efficiency <= 1:
             raise ValueError(f"bandwidth_efficiency: must be in (0, 1], got {self.bandwidth_efficiency!r}")
-        if self.tile_overhead_s < 0:
-            raise ValueError(f"tile_overhead_s: must be >= 0, got {self.tile_overhead_s!r}")
+        for name in ("tile_overhead_s", "kernel_fixed_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
+        if not isinstance(self.extra_kernels, int) or self.extra_kernels < 0:
+            raise ValueError(f"extra_kernels: must be an integer >= 0, got {self.extra_kernels!r}")
         if self.single_block_speedup < 1:
             raise ValueError(f"single_block_speedup: must be >= 1, got {self.single_block_speedup!r}")
         bad = [d for d in self.dtypes if d not in DTYPES]

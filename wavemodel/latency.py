@@ -1,17 +1,24 @@
 """``predict_latency``: device time of one GEMM or convolution call from tiling, occupancy and waves.
 
-For one kernel configuration the time is
+For one kernel configuration the time of a call is
 
-    launch_overhead + max(t_compute, t_memory) + t_split_k_reduce
+    kernel_fixed + max(t_compute, t_dram, t_l2) + extra kernels (memset, split-K reduce)
 
-with ``t_compute`` the wave-quantised math time: every full wave takes ``t_wave = bps * t_tile +
-tile_overhead`` (the SM's ``bps`` resident blocks share its math rate; ``t_tile`` is one tile's
-``2*tile_m*tile_n*K`` FLOPs at ``efficiency`` of the SM's peak), and the last, partial wave takes as
-long as its busiest SM needs: ``max(j * t_tile, bps * t_tile / single_block_speedup) +
-tile_overhead`` for ``j`` blocks on that SM. ``t_memory`` is the compulsory DRAM traffic (A and B
-read once, C written once, split-K partials written and read) at the kernel's share of bandwidth.
+- ``t_compute`` is the wave-quantised math time: every full wave takes ``bps * t_tile +
+  tile_overhead`` (the SM's ``bps`` resident blocks share its math rate; ``t_tile`` is one tile's
+  ``2*tile_m*tile_n*K`` FLOPs, K rounded up to whole K tiles, at ``efficiency`` of the SM's peak),
+  and the last, partial wave takes as long as its busiest SM needs: ``max(j * t_tile, bps * t_tile /
+  single_block_speedup) + tile_overhead`` for ``j`` blocks on that SM.
+- ``t_dram`` is the compulsory DRAM traffic (each operand read once, the output written once, split-K
+  partials written and read back; for a convolution the real activation, filter and output tensors)
+  at ``bandwidth_efficiency`` of the DRAM bandwidth.
+- ``t_l2`` is the traffic into the SMs: every tile streams its A and B panels (``(tile_m + tile_n) x
+  K`` elements) out of L2, all tiles through the L2's bandwidth, and the busiest SM's tiles through
+  what one SM can ingest; so small tiles, few busy SMs and convolutions' re-read activations pay here.
+- ``kernel_fixed`` is one kernel's launch (in a CUDA graph), start-up and drain.
+
 A library backend evaluates every configuration of its catalogue and runs the one its selection
-rule picks (``selection``).
+rule picks (``select``). Parameters come from the GPU's calibration profile where one ships.
 """
 
 from __future__ import annotations
@@ -60,34 +67,62 @@ class Prediction:
         return f"Prediction(shape={np.shape(self.latency_s)}, backend={self.backend!r})"
 
 
-def dram_bytes(g: Gemm, split_k: int = 1):
-    """Compulsory DRAM traffic: A and B read once, C written once, split-K fp32 partials written+read."""
-    in_b, out_b = DTYPE_IN_BYTES[g.dtype], DTYPE_OUT_BYTES[g.dtype]
-    m, n, k = (np.asarray(x, dtype=np.float64) for x in (g.m, g.n, g.k))
-    mn = g.batch * m * n
-    total = g.batch * (m * k + k * n) * in_b + mn * out_b
+def dram_bytes(shape: Gemm | Conv2d, split_k: int = 1):
+    """Compulsory DRAM traffic of one call in bytes (arrays broadcast).
+
+    A GEMM reads A and B once and writes C once; a convolution reads its activations and filters
+    and writes its output (not the implicit GEMM's R*S-times replicated A). Split-K adds fp32 partial
+    tiles written and read back.
+    """
+    in_b, out_b = DTYPE_IN_BYTES[shape.dtype], DTYPE_OUT_BYTES[shape.dtype]
+    f = np.float64
+    if isinstance(shape, Conv2d):
+        n = np.asarray(shape.n, dtype=f)
+        inputs = n * shape.h * shape.w * shape.c + np.asarray(shape.k, dtype=f) * shape.r * shape.s * (
+            np.asarray(shape.c, dtype=f) / shape.groups)
+        outputs = n * shape.p * shape.q * shape.k
+        mn = outputs
+    else:
+        m, n, k = (np.asarray(x, dtype=f) for x in (shape.m, shape.n, shape.k))
+        inputs = shape.batch * (m * k + k * n)
+        mn = outputs = shape.batch * m * n
+    total = inputs * in_b + outputs * out_b
     return total + mn * (8.0 * split_k) if split_k > 1 else total
 
 
-def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, launch_overhead_s: float) -> dict:
-    """Model terms (arrays broadcast over ``g``'s dimensions) for one configuration."""
+def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibration.Profile,
+                   shape: Gemm | Conv2d | None = None) -> dict:
+    """Model terms (arrays broadcast over ``g``'s dimensions) for one configuration.
+
+    ``g`` is the GEMM the kernel runs (a convolution's implicit GEMM); ``shape`` the problem as the
+    user gave it, for its DRAM footprint (defaults to ``g``).
+    """
     ws = wave_stats(g.m, g.n, g.batch, cfg, gpu)
     bps = ws.blocks_per_sm
     sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
-    t_tile = ceil_div(ceil_div(g.k, cfg.split_k), cfg.tile_k) * (
-        2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency))
+    k_iters = ceil_div(ceil_div(g.k, cfg.split_k), cfg.tile_k)
+    t_tile = k_iters * (2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency))
     alone = bps / min(cfg.single_block_speedup, bps)        # a lone block's time, in t_tile units
     slots = (ws.waves - 1) * bps + np.maximum(ws.tail_blocks_per_sm, alone)
     compute = t_tile * slots + ws.waves * cfg.tile_overhead_s
-    memory = dram_bytes(g, cfg.split_k) / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
-    fixed = launch_overhead_s
-    if cfg.split_k > 1:   # a reduction kernel reads the partials and writes C
-        out_b = DTYPE_OUT_BYTES[g.dtype]
+
+    in_b = DTYPE_IN_BYTES[g.dtype]
+    dram = dram_bytes(shape if shape is not None else g, cfg.split_k) / (
+        gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
+    panel_bytes = k_iters * ((cfg.tile_m + cfg.tile_n) * cfg.tile_k * in_b)   # one tile's A and B panels
+    l2 = ws.tiles * panel_bytes / profile.l2_bandwidth(gpu)
+    busiest = (ws.waves - 1) * bps + ws.tail_blocks_per_sm                    # tiles on the busiest SM
+    ingest = busiest * panel_bytes / profile.sm_bandwidth(gpu)
+    memory = np.maximum(dram, np.maximum(l2, ingest))
+
+    extra = (cfg.extra_kernels + (cfg.split_k > 1)) * profile.launch_overhead_s
+    if cfg.split_k > 1:   # the reduction kernel reads the fp32 partials and writes C
         mn = g.batch * np.asarray(g.m, dtype=np.float64) * g.n
-        fixed = fixed + launch_overhead_s + mn * (4.0 * cfg.split_k + out_b) / (
+        extra = extra + mn * (4.0 * cfg.split_k + DTYPE_OUT_BYTES[g.dtype]) / (
             gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
-    kernel = np.maximum(compute, memory)
-    return dict(latency_s=fixed + kernel, compute_s=compute, memory_s=memory, fixed_s=fixed, stats=ws)
+    fixed = cfg.kernel_fixed_s + extra
+    return dict(latency_s=fixed + np.maximum(compute, memory), compute_s=compute, memory_s=memory,
+                fixed_s=fixed, stats=ws)
 
 
 def bound_of(compute_s, memory_s, fixed_s) -> np.ndarray | str:
@@ -98,12 +133,12 @@ def bound_of(compute_s, memory_s, fixed_s) -> np.ndarray | str:
     return str(out) if out.ndim == 0 else out
 
 
-def _resolve(shape, backend) -> tuple[Gemm, str | KernelConfig]:
+def _resolve(shape, backend) -> tuple[Gemm | Conv2d, Gemm, str | KernelConfig]:
     shape = as_shape(shape)
     if backend is None:
         backend = "cudnn" if isinstance(shape, Conv2d) else "cublas"
     g = shape.gemm() if isinstance(shape, Conv2d) else shape
-    return g, backend
+    return shape, g, backend
 
 
 def candidate_configs(backend, gpu: GPUSpec, dtype: str) -> tuple[KernelConfig, ...]:
@@ -126,21 +161,24 @@ def candidate_configs(backend, gpu: GPUSpec, dtype: str) -> tuple[KernelConfig, 
     )
 
 
-def predict_latency(shape, gpu_spec: GPUSpec | str = "h100-sxm", backend=None) -> Prediction:
+def predict_latency(shape, gpu_spec: GPUSpec | str = "h100-sxm", backend=None, *,
+                    profile: calibration.Profile | None = None) -> Prediction:
     """Predict the device time of one call (every kernel it launches, back to back as in a CUDA graph).
 
     ``shape`` is a ``wm.Gemm``, a ``wm.Conv2d`` or an ``(m, n, k)`` tuple (an fp16 GEMM); array
-    dimensions broadcast and every field of the result is then an array of that shape.
+    dimensions broadcast and every field of the result is then an array of that shape. ``profile``
+    replaces the calibration profile shipped for the GPU (for example one ``wavemodel calibrate`` wrote).
     """
     gpu = lookup_gpu(gpu_spec)
-    g, backend = _resolve(shape, backend)
+    shape, g, backend = _resolve(shape, backend)
     name = backend.name if isinstance(backend, KernelConfig) else backend
     gpu.peak_flops(g.dtype)                   # raises ValueError if the card lacks this dtype's mode
-    profile = calibration.profile_for(gpu, name)
+    if profile is None:
+        profile = calibration.profile_for(gpu, name)
     configs = tuple(profile.apply(c) for c in candidate_configs(backend, gpu, g.dtype))
     for cfg in configs:
         cfg.occupancy(gpu)                    # raises ValueError if the configuration cannot fit
-    terms = [config_latency(g, c, gpu, profile.launch_overhead_s) for c in configs]
+    terms = [config_latency(g, c, gpu, profile, shape) for c in configs]
     if len(configs) == 1:
         choice = np.zeros(np.shape(terms[0]["latency_s"]), dtype=np.intp)
     else:
@@ -154,7 +192,7 @@ def select(g: Gemm, configs, terms) -> np.ndarray:
     The default rule: among the configurations whose alignment the shape meets, the one the model
     predicts fastest (a library's heuristic aims at its fastest kernel).
     """
-    shape = np.broadcast(*[t["latency_s"] for t in terms]).shape
+    shape = np.broadcast_shapes(*(np.shape(t["latency_s"]) for t in terms))
     best = np.full(shape, np.inf)
     choice = np.zeros(shape, dtype=np.intp)
     for i, (c, t) in enumerate(zip(configs, terms, strict=True)):

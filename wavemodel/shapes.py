@@ -66,10 +66,13 @@ class Gemm:
         return all(np.ndim(getattr(self, f)) == 0 for f in ("m", "n", "k", "batch"))
 
     def aligned(self, elements: int = 8):
-        """True where every operand's leading dimension is a multiple of ``elements``."""
-        return (np.asarray(self.n) % elements == 0) & (np.asarray(self.k) % elements == 0) & (
-            np.asarray(self.m) % elements == 0
-        )
+        """True where the leading dimensions (K of row-major A, N of B and C) are multiples of ``elements``.
+
+        That is what vectorised (16-byte) loads and stores need; M is not a leading dimension. On an
+        H100, cuBLAS runs its nvjet kernels exactly when N and K are multiples of 8 (fp16), whatever M
+        (validation/data/h100-sxm/discovery_gemm.csv).
+        """
+        return (np.asarray(self.n) % elements == 0) & (np.asarray(self.k) % elements == 0)
 
     def __repr__(self) -> str:
         return f"Gemm(m={self.m}, n={self.n}, k={self.k}, batch={self.batch}, dtype={self.dtype!r})"

@@ -1,0 +1,132 @@
+"""Fit a calibration profile's physical parameters to measured latencies (least squares, numpy only).
+
+The free parameters are GPU-level (the cost of an extra kernel, L2 and per-SM bandwidth) and, per
+configuration *family*, the efficiency of the main loop, the per-wave and per-kernel fixed costs and
+the DRAM bandwidth efficiency. The residual is the relative error ``predicted / measured - 1`` of
+``predict_latency`` itself (a library's selection rule included), minimised with a robust (soft-L1)
+Levenberg-Marquardt in log-parameter space with finite-difference Jacobians.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .calibration import Profile
+from .gpus import GPUSpec
+from .latency import predict_latency
+from .shapes import Conv2d, Gemm
+
+GPU_PARAMS = ("launch_overhead_s", "l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s")
+FAMILY_PARAMS = ("efficiency", "tile_overhead_s", "kernel_fixed_s", "bandwidth_efficiency")
+BOUNDS = {   # physical ranges: a fit that leaves them is a model error, not a result
+    "launch_overhead_s": (1e-7, 2e-5), "l2_bandwidth_bytes_per_s": (1e11, 1e14),
+    "sm_bandwidth_bytes_per_s": (1e9, 1e12), "efficiency": (0.02, 1.0), "tile_overhead_s": (1e-9, 2e-5),
+    "kernel_fixed_s": (1e-7, 2e-5), "bandwidth_efficiency": (0.2, 1.0),
+    "single_block_speedup": (1.0, 8.0),
+}
+
+
+@dataclass(frozen=True)
+class Group:
+    """Measured calls of one dtype and one shape kind: a vectorised shape and latencies in seconds."""
+
+    shape: Gemm | Conv2d
+    measured_s: np.ndarray
+
+
+@dataclass(frozen=True)
+class FitResult:
+    profile: Profile
+    relative_errors: np.ndarray        # predicted / measured - 1, all groups concatenated
+    iterations: int
+    parameters: dict = field(hash=False)
+
+    @property
+    def median_abs_error(self) -> float:
+        return float(np.median(np.abs(self.relative_errors)))
+
+
+def _unpack(x: np.ndarray, names: Sequence[tuple[str, str]], start: Profile) -> Profile:
+    values = dict(zip(names, np.exp(x), strict=True))
+    gpu_level = {p: values[("", p)] for p in GPU_PARAMS if ("", p) in values}
+    families = {fam: dict(v) for fam, v in start.families.items()}
+    for (fam, p), v in values.items():
+        if fam:
+            families.setdefault(fam, {})[p] = float(v)
+    current = {p: getattr(start, p) for p in GPU_PARAMS}
+    return Profile(**{**current, **gpu_level}, families=families, configs=start.configs, calibrated=True)
+
+
+def relative_errors(groups: Sequence[Group], gpu: GPUSpec, backend, profile: Profile) -> np.ndarray:
+    return np.concatenate([
+        np.ravel(predict_latency(gr.shape, gpu, backend, profile=profile).latency_s) / gr.measured_s - 1.0
+        for gr in groups
+    ])
+
+
+def fit_profile(groups: Sequence[Group], gpu: GPUSpec, backend, *, families: Sequence[str],
+                start: Profile | None = None, initial: dict | None = None, free_gpu=GPU_PARAMS,
+                free_family=FAMILY_PARAMS, iterations: int = 40, soft_scale: float = 0.05) -> FitResult:
+    """Fit GPU-level and per-family parameters so ``predict_latency`` matches ``groups``.
+
+    ``initial`` maps a parameter name (or ``"family.param"``) to its starting value; otherwise
+    physical defaults are used.
+    """
+    bw = gpu.dram_bandwidth_bytes_per_s
+    start = start or Profile(launch_overhead_s=1.5e-6, l2_bandwidth_bytes_per_s=3 * bw,
+                             sm_bandwidth_bytes_per_s=2.5 * bw / gpu.sm_count)
+    initial = initial or {}
+    defaults = {"efficiency": 0.7, "tile_overhead_s": 0.5e-6, "kernel_fixed_s": 2.5e-6,
+                "bandwidth_efficiency": 0.85, "single_block_speedup": 1.5}
+    names, x0 = [], []
+    for p in free_gpu:
+        names.append(("", p))
+        x0.append(initial.get(p, getattr(start, p)))
+    for fam in families:
+        for p in free_family:
+            names.append((fam, p))
+            x0.append(initial.get(f"{fam}.{p}", start.families.get(fam, {}).get(p, defaults[p])))
+    lo = np.log([BOUNDS[p][0] for _, p in names])
+    hi = np.log([BOUNDS[p][1] for _, p in names])
+    x = np.clip(np.log(np.asarray(x0, dtype=float)), lo, hi)
+
+    def residuals(xv):
+        return relative_errors(groups, gpu, backend, _unpack(xv, names, start))
+
+    def cost(r):
+        return float(np.sum(soft_scale**2 * 2 * (np.sqrt(1 + (r / soft_scale) ** 2) - 1)))
+
+    r = residuals(x)
+    c = cost(r)
+    lam, done = 1e-2, 0
+    for it in range(1, iterations + 1):
+        done = it
+        h = 1e-4
+        jac = np.empty((r.size, x.size))
+        for j in range(x.size):
+            xj = x.copy()
+            xj[j] = xj[j] + h if xj[j] + h <= hi[j] else xj[j] - h
+            jac[:, j] = (residuals(xj) - r) / (xj[j] - x[j])
+        w = 1.0 / np.sqrt(1 + (r / soft_scale) ** 2)          # IRLS weights of the soft-L1 loss
+        a = jac.T @ (w[:, None] * jac)
+        g = jac.T @ (w * r)
+        improved = False
+        for _ in range(8):
+            step = np.linalg.solve(a + lam * np.diag(np.diag(a) + 1e-12), -g)
+            x_new = np.clip(x + step, lo, hi)
+            r_new = residuals(x_new)
+            c_new = cost(r_new)
+            if np.isfinite(c_new) and c_new < c:
+                x, r, lam, improved = x_new, r_new, max(lam / 3, 1e-7), True
+                converged = c - c_new < 1e-6 * c
+                c = c_new
+                break
+            lam *= 4
+        if not improved or converged:
+            break
+    profile = _unpack(x, names, start)
+    params = {f"{fam}.{p}" if fam else p: float(v) for (fam, p), v in zip(names, np.exp(x), strict=True)}
+    return FitResult(profile, r, done, params)
