@@ -255,3 +255,12 @@ def test_package_imports_without_gpu_frameworks():
     for mod in ("wavemodel.hardware.timing", "wavemodel.hardware.profiler"):
         importlib.import_module(mod)
     assert "torch" not in sys.modules or sys.modules["torch"] is not None
+
+
+def test_graph_replayer_replays_one_graph_per_call():
+    fake = FakeGPU(cost=lambda i: 10e-6)
+    run_once = T.graph_replayer(fake.launch, 40, backend=fake, warmup=2)
+    assert fake.eager == [0, 1] and fake.captures == [40] and len(fake.replayed) == 1
+    t0 = fake.host_t
+    run_once()
+    assert len(fake.replayed) == 2 and fake.host_t - t0 == pytest.approx(40 * 10e-6 + 5e-6)
