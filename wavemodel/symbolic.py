@@ -1,45 +1,46 @@
 """Closed form of one configuration's latency in one free dimension, and the exact positions of its steps.
 
 ``latency_expr`` writes ``wavemodel.latency.config_latency`` for ONE ``KernelConfig`` as a sympy
-expression in one free GEMM dimension ``d`` (``m``, ``n`` or ``k``; the other two, the batch and the
-dtype fixed)::
+expression in one free GEMM dimension ``d`` (``m``, ``n`` or ``k``; the others, the batch and the
+dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
 
     tiles     = batch * tiles_m * tiles_n * split_k,  tiles_x = c_x * ceiling(x / (tile_x * c_x))
     waves     = ceiling(tiles / wave_size)
     tail_bps  = ceiling((tiles - (waves - 1) * wave_size) / sm_count)     # busiest SM, last wave
-    t_tile    = 2 * tile_m * tile_n * tile_k * ceiling(k / (split_k * tile_k)) / (peak / sms * eff)
-    C         = (waves - 1) * bps * t_tile + t_tile * Max(tail_bps, bps / min(speedup, bps))
+    k_iters   = ceiling(k / (split_k * tile_k))
+    C         = t_iter * k_iters * ((waves - 1) * bps + Max(tail_bps, bps / min(speedup, bps)))
                 + waves * tile_overhead                                     # wave-quantised compute
-    M         = DRAM bytes / (bandwidth * bandwidth_efficiency)             # affine in d
-    F         = launch + split-K reduce kernel                              # affine in d
-    latency   = F + Piecewise((C, C >= M), (M, True))
+    L2        = tiles * panel_bytes * k_iters / l2_bandwidth               # A, B panels out of L2
+    I         = ((waves - 1) * bps + tail_bps) * panel_bytes * k_iters / sm_bandwidth
+    D         = dram_bytes / (dram_bandwidth * bandwidth_efficiency)      # affine in d
+    F         = kernel_fixed + extra kernels (split-K reduce, memsets)    # affine in d
+    latency   = F + Piecewise((C, C >= M), (M, True)),  M = Max(D, L2, I)
 
-``C`` is written out from the tile and wave arithmetic above. ``M`` and ``F`` are affine in every
-dimension, so they are taken from ``config_latency`` itself (two evaluations give the line, a third
-checks it): the closed form follows the model's byte accounting wherever that changes.
+``C``, ``L2`` and ``I`` are written out from the tile and wave arithmetic; they depend on ``d``
+only through the tile counts (``m``, ``n``) or ``k_iters`` (``k``), so they are piecewise
+constant. ``D`` and ``F`` are affine in every dimension and are taken from the model itself
+(``latency.dram_bytes`` and ``config_latency``'s ``fixed_s`` at two points give the line, a third
+checks it), so the closed form follows the model's byte accounting where that changes.
 
-**Step.** ``C`` is piecewise constant in the free dimension; ``M`` and ``F`` are affine in it and
-never jump. An integer ``d`` (``d >= 2``) is a *step* when latency is discontinuous there: ``C``
-rises between ``d - 1`` and ``d`` *and* binds at ``d`` (``C(d) > M(d)``). Equivalently, ``latency(d)``
-exceeds the value at ``d`` of the piece that holds at ``d - 1``, ``F(d) + max(C(d-1), M(d))``.
-Where the memory term binds, a tile boundary does not show and is not a step.
+**Step.** With ``S = Max(C, L2, I)`` (piecewise constant, non-decreasing) latency is
+``F + max(S, D)``. An integer ``d >= 2`` is a *step* when latency is discontinuous there: ``S``
+rises between ``d - 1`` and ``d`` and exceeds ``D(d)``. Equivalently, ``latency(d)`` exceeds the
+value at ``d`` of the piece that holds at ``d - 1``, ``F(d) + max(S(d-1), D(d))``. Where the DRAM
+term binds, a boundary does not show and is not a step.
 
-- free ``m`` or ``n``: ``C`` rises only where ``tiles`` crosses a wave boundary (``w * wave_size``)
-  or a busiest-SM boundary of the last wave (``w * wave_size + j * sm_count``) whose extra block
-  outlasts a lone block (``(j + 1) * min(speedup, bps) > bps``); ``tiles`` itself changes only at
-  ``d = q * tile * cluster + 1``. ``step_positions`` enumerates those boundaries and maps them to
-  ``d`` without evaluating every ``d``.
-- free ``k``: the wave count does not depend on ``k`` (no wave steps). The model still quantises
-  ``k`` into ``tile_k`` main-loop iterations per split, so ``C`` rises at every ``d = q * split_k *
-  tile_k + 1`` and those are ``k``'s steps (K-tile quantization); between them latency is
-  continuous (``max`` of a constant and an affine term).
+``S`` can rise only where the tile count changes: at ``d = q * tile * cluster + 1`` for ``m`` and
+``n``, ``d = q * split_k * tile_k + 1`` for ``k``. Whether it does comes from the wave arithmetic:
+``C`` and ``I`` rise where ``tiles`` crosses a wave (``w * wave_size``) or, in the last wave, a
+busiest-SM boundary (``w * wave_size + j * sm_count``; for ``C`` only when that block outlasts a
+lone block); ``L2`` rises with every tile. ``step_positions`` evaluates the closed form at those
+boundaries only, never at every ``d``. The wave count does not depend on ``k``: ``k``'s steps are
+K-tile quantization (one more main-loop iteration), not waves.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
-from fractions import Fraction
 
 import numpy as np
 import sympy as sp
@@ -49,19 +50,11 @@ from . import calibration
 from .configs import KernelConfig
 from .gpus import GPUSpec
 from .gpus import gpu as lookup_gpu
-from .latency import candidate_configs, config_latency, select
-from .shapes import Conv2d, Gemm, as_shape
+from .latency import candidate_configs, config_latency, dram_bytes, select
+from .shapes import DTYPE_IN_BYTES, Conv2d, Gemm, as_shape
 from .waves import wave_size
 
 FREE_DIMS = ("m", "n", "k")
-
-
-def _gemm(shape) -> Gemm:
-    shape = as_shape(shape)
-    g = shape.gemm() if isinstance(shape, Conv2d) else shape
-    if not g.is_scalar:
-        raise ValueError("shape: the fixed dimensions must be scalars, not arrays")
-    return g
 
 
 def _check_free(free: str) -> str:
@@ -70,78 +63,102 @@ def _check_free(free: str) -> str:
     return free
 
 
-def resolve(cfg: KernelConfig, gpu: GPUSpec | str, launch_overhead_s: float | None = None):
-    """``cfg`` with its calibration profile applied and the launch overhead, as ``predict_latency`` uses."""
+def problem(shape, free: str) -> Gemm | Conv2d:
+    """``shape`` as a scalar ``Gemm`` or ``Conv2d`` whose dimension ``free`` may vary."""
+    shape, free = as_shape(shape), _check_free(free)
+    if isinstance(shape, Conv2d) and free != "n":
+        raise ValueError(f"free: a Conv2d varies in its output channels, free='n' (implicit GEMM N), "
+                         f"not {free!r}")
+    if not shape.is_scalar:
+        raise ValueError("shape: the fixed dimensions must be scalars, not arrays")
+    return shape
+
+
+def at(shape: Gemm | Conv2d, free: str, values) -> Gemm | Conv2d:
+    """``shape`` with GEMM dimension ``free`` set to ``values`` (a Conv2d: ``k = values * groups``)."""
+    if isinstance(shape, Conv2d):
+        return replace(shape, k=np.asarray(values) * shape.groups)
+    return replace(shape, **{_check_free(free): values})
+
+
+def _gemm(shape: Gemm | Conv2d) -> Gemm:
+    return shape.gemm() if isinstance(shape, Conv2d) else shape
+
+
+def resolve(cfg: KernelConfig, gpu: GPUSpec | str, profile: calibration.Profile | None = None):
+    """``(cfg, gpu, profile)``, the profile applied to ``cfg`` as ``predict_latency`` applies it."""
     gpu = lookup_gpu(gpu)
     if not isinstance(cfg, KernelConfig):
         raise ValueError(f"cfg: expected a wm.KernelConfig, got {type(cfg).__name__}")
-    profile = calibration.profile_for(gpu, cfg.name)
+    if profile is None:
+        profile = calibration.profile_for(gpu, cfg.name)
     cfg = profile.apply(cfg)
     cfg.occupancy(gpu)   # ValueError if it cannot fit on an SM
-    launch = profile.launch_overhead_s if launch_overhead_s is None else float(launch_overhead_s)
-    return cfg, gpu, launch
+    return cfg, gpu, profile
 
 
-def _affine(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, free: str, launch_s: float, d: sp.Symbol) -> dict:
-    """The memory term and the fixed costs (launch, split-K reduce) as ``a + b * d``.
-
-    Both are affine in every GEMM dimension, so ``config_latency`` at two points gives the line; a
-    third point checks it, so a change to the model that breaks affinity fails loudly here.
-    """
-    x = np.array([1, 4099, 1 << 20], dtype=np.int64)
-    t = config_latency(with_dim(g, free, x), cfg, gpu, launch_s)
-    lat, comp, mem = (np.broadcast_to(t[key], x.shape) for key in ("latency_s", "compute_s", "memory_s"))
-    out = {}
-    for key, y in (("memory_s", mem), ("fixed_s", lat - np.maximum(comp, mem))):
-        slope = (y[2] - y[0]) / float(x[2] - x[0])
-        if not np.isclose(y[0] + slope * float(x[1] - x[0]), y[1], rtol=1e-9, atol=1e-18):
-            raise ValueError(f"free: the model's {key} is not affine in {free}; symbolic.py needs updating")
-        out[key] = sp.Float(y[0] - slope * float(x[0])) + sp.Float(slope) * d
-    return out
+def _affine_line(values, x, d: sp.Symbol, what: str) -> sp.Expr:
+    """``a + b * d`` through ``values`` at ``x[0]`` and ``x[2]``, checked at ``x[1]``."""
+    y = np.broadcast_to(np.asarray(values, dtype=np.float64), x.shape)
+    slope = (y[2] - y[0]) / float(x[2] - x[0])
+    if not np.isclose(y[0] + slope * float(x[1] - x[0]), y[1], rtol=1e-9, atol=1e-18):
+        raise ValueError(f"free: the model's {what} is not affine in {d}; symbolic.py needs updating")
+    return sp.Float(y[0] - slope * float(x[0])) + sp.Float(slope) * d
 
 
-def _terms(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, free: str, launch_s: float) -> dict:
+def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, profile) -> dict:
     """Sympy expressions of every model term, with the free dimension a positive integer symbol."""
     d = sp.Symbol(free, integer=True, positive=True)
+    g = _gemm(shape)
     dims = {"m": sp.Integer(g.m), "n": sp.Integer(g.n), "k": sp.Integer(g.k)} | {free: d}
     m, n, k = dims["m"], dims["n"], dims["k"]
-    batch, bps, size = sp.Integer(g.batch), cfg.occupancy(gpu).blocks_per_sm, wave_size(cfg, gpu)
+    bps, size = cfg.occupancy(gpu).blocks_per_sm, wave_size(cfg, gpu)
 
     tiles_m = cfg.cluster_m * sp.ceiling(m / (cfg.tile_m * cfg.cluster_m))
     tiles_n = cfg.cluster_n * sp.ceiling(n / (cfg.tile_n * cfg.cluster_n))
-    tiles = batch * tiles_m * tiles_n * cfg.split_k
+    tiles = g.batch * tiles_m * tiles_n * cfg.split_k
     waves = sp.ceiling(tiles / size)
     tail_bps = sp.ceiling((tiles - (waves - 1) * size) / gpu.sm_count)
+    k_iters = sp.ceiling(k / (cfg.split_k * cfg.tile_k))
     sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
     t_iter = sp.Float(2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency))
-    t_tile = t_iter * sp.ceiling(k / (cfg.split_k * cfg.tile_k))
     lone = sp.Float(bps / min(cfg.single_block_speedup, bps))
-    slots = (waves - 1) * bps + sp.Max(tail_bps, lone)       # t_tile units on the busiest SM
-    compute = t_tile * slots + waves * sp.Float(cfg.tile_overhead_s)
-    affine = _affine(g, cfg, gpu, free, launch_s, d)
-    memory, fixed = affine["memory_s"], affine["fixed_s"]
+    compute = t_iter * k_iters * ((waves - 1) * bps + sp.Max(tail_bps, lone)) + waves * sp.Float(
+        cfg.tile_overhead_s)
+    panel_bytes = k_iters * (cfg.tile_m + cfg.tile_n) * cfg.tile_k * DTYPE_IN_BYTES[g.dtype]
+    l2 = tiles * panel_bytes / sp.Float(profile.l2_bandwidth(gpu))
+    ingest = ((waves - 1) * bps + tail_bps) * panel_bytes / sp.Float(profile.sm_bandwidth(gpu))
+
+    x = np.array([1, 4099, 1 << 20], dtype=np.int64)
+    shape_x = at(shape, free, x)
+    dram_bw = gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency
+    dram = _affine_line(dram_bytes(shape_x, cfg.split_k) / dram_bw, x, d, "DRAM traffic")
+    fixed = _affine_line(config_latency(_gemm(shape_x), cfg, gpu, profile, shape_x)["fixed_s"], x, d,
+                         "fixed time")
+    memory = sp.Max(dram, l2, ingest)
     latency = fixed + sp.Piecewise((compute, compute >= memory), (memory, True))
-    return dict(symbol=d, tiles=tiles, waves=waves, tail_blocks_per_sm=tail_bps, compute_s=compute,
-                memory_s=memory, fixed_s=fixed, latency_s=latency)
+    return dict(symbol=d, tiles=tiles, waves=waves, tail_blocks_per_sm=tail_bps, k_iters=k_iters,
+                compute_s=compute, l2_s=l2, ingest_s=ingest, dram_s=dram, memory_s=memory,
+                quantised_s=sp.Max(compute, l2, ingest), fixed_s=fixed, latency_s=latency)
 
 
 def latency_terms(shape, cfg: KernelConfig, gpu: GPUSpec | str, free: str = "n",
-                  launch_overhead_s: float | None = None) -> dict:
-    """Every term of the closed form (``symbol``, ``tiles``, ``waves``, ``compute_s``, ``memory_s``, ...).
+                  profile: calibration.Profile | None = None) -> dict:
+    """Every term of the closed form: ``symbol``, ``tiles``, ``waves``, ``compute_s``, ``memory_s``, ...
 
-    ``shape`` is a ``Gemm``, ``Conv2d`` (its implicit GEMM) or ``(m, n, k)`` tuple; the value it gives
-    the free dimension is ignored. ``launch_overhead_s=None`` takes the calibration profile's, so the
+    ``shape`` is a ``Gemm``, a ``Conv2d`` (``free="n"``) or an ``(m, n, k)`` tuple; the value it gives
+    the free dimension is ignored. ``profile=None`` takes the shipped calibration profile, so the
     expression equals ``predict_latency(shape, gpu, backend=cfg)``.
     """
-    g = _gemm(shape)
-    cfg, gpu, launch = resolve(cfg, gpu, launch_overhead_s)
-    return _terms(g, cfg, gpu, _check_free(free), launch)
+    shape = problem(shape, free)
+    cfg, gpu, profile = resolve(cfg, gpu, profile)
+    return _terms(shape, cfg, gpu, free, profile)
 
 
 def latency_expr(shape, cfg: KernelConfig, gpu: GPUSpec | str, free: str = "n",
-                 launch_overhead_s: float | None = None) -> tuple[sp.Symbol, sp.Expr]:
+                 profile: calibration.Profile | None = None) -> tuple[sp.Symbol, sp.Expr]:
     """``(symbol, latency_s expression)`` of ``cfg`` on ``gpu`` with ``free`` the free dimension."""
-    t = latency_terms(shape, cfg, gpu, free, launch_overhead_s)
+    t = latency_terms(shape, cfg, gpu, free, profile)
     return t["symbol"], t["latency_s"]
 
 
@@ -162,9 +179,9 @@ def lambdify(symbol: sp.Symbol, expr: sp.Expr):
 
 
 def latency_function(shape, cfg: KernelConfig, gpu: GPUSpec | str, free: str = "n",
-                     launch_overhead_s: float | None = None):
+                     profile: calibration.Profile | None = None):
     """The closed form as a numpy function of the free dimension (scalar or integer array)."""
-    return lambdify(*latency_expr(shape, cfg, gpu, free, launch_overhead_s))
+    return lambdify(*latency_expr(shape, cfg, gpu, free, profile))
 
 
 def _check_range(lo, hi) -> tuple[int, int]:
@@ -176,66 +193,42 @@ def _check_range(lo, hi) -> tuple[int, int]:
     return int(lo), int(hi)
 
 
-def _rising_offsets(cfg: KernelConfig, gpu: GPUSpec) -> list[int]:
-    """Offsets ``o`` inside a wave where tile ``w * wave_size + o + 1`` raises the compute term."""
-    bps, size = cfg.occupancy(gpu).blocks_per_sm, wave_size(cfg, gpu)
-    speedup = min(Fraction(cfg.single_block_speedup), bps)
-    tail = [j * gpu.sm_count for j in range(1, -(-size // gpu.sm_count)) if (j + 1) * speedup > bps]
-    return [0, *tail]
-
-
-def _candidates(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, free: str, lo: int, hi: int) -> np.ndarray:
-    """Every ``d`` in ``[lo, hi]`` (``d >= 2``) where the compute term rises, from tile arithmetic."""
-    lo = max(lo, 2)
-    if lo > hi:
-        return np.zeros(0, dtype=np.int64)
-    if free == "k":                       # one more main-loop iteration per split
+def boundaries(cfg: KernelConfig, free: str, lo: int, hi: int) -> np.ndarray:
+    """Every ``d`` in ``[max(lo, 2), hi]`` where the tile count (or ``k_iters``) changes."""
+    if free == "k":
         period = cfg.split_k * cfg.tile_k
-        q = np.arange(-(-(lo - 1) // period), (hi - 1) // period + 1, dtype=np.int64)
-        return q * period + 1
-    other = "n" if free == "m" else "m"
-    tile, cluster = getattr(cfg, f"tile_{free}"), getattr(cfg, f"cluster_{free}")
-    o_tile, o_cluster = getattr(cfg, f"tile_{other}"), getattr(cfg, f"cluster_{other}")
-    period = tile * cluster                                           # d per step of tiles(d)
-    other_tiles = o_cluster * -(-getattr(g, other) // (o_tile * o_cluster))
-    per_period = g.batch * other_tiles * cfg.split_k * cluster        # tiles added per period
-    size = wave_size(cfg, gpu)
-    q_lo, q_hi = -(-(lo - 1) // period), -(-hi // period)            # tiles(d) = per_period * q(d)
-    if per_period >= size:                # every period crosses at least one wave boundary
-        q = np.arange(q_lo + 1, q_hi + 1, dtype=np.int64)
-        return (q - 1) * period + 1
-    t_lo, t_hi = per_period * q_lo, per_period * q_hi                 # rising tile T in (t_lo, t_hi]
-    w = np.arange(t_lo // size, (t_hi - 1) // size + 1, dtype=np.int64)
-    rising = (w[:, None] * size + np.asarray(_rising_offsets(cfg, gpu))[None, :] + 1).ravel()
-    rising = rising[(rising > max(t_lo, 1)) & (rising <= t_hi)]
-    q = np.unique(-(-rising // per_period))                           # first period reaching T
-    return (q - 1) * period + 1
+    else:
+        period = getattr(cfg, f"tile_{free}") * getattr(cfg, f"cluster_{free}")
+    q = np.arange(-(-(max(lo, 2) - 1) // period), (hi - 1) // period + 1, dtype=np.int64)
+    return q * period + 1
 
 
-def _step_positions(g, cfg, gpu, free, lo, hi, launch_s) -> list[int]:
-    cands = _candidates(g, cfg, gpu, free, lo, hi)
-    if cands.size == 0:
+def _pieces(shape, cfg, gpu, free, profile, d: np.ndarray) -> dict:
+    """At each ``d``: the quantised term ``S`` at ``d`` and ``d - 1``, ``D(d)`` and ``F(d)``."""
+    t = _terms(shape, cfg, gpu, free, profile)
+    quantised = lambdify(t["symbol"], t["quantised_s"])
+    return dict(s_now=quantised(d), s_before=quantised(d - 1), dram=lambdify(t["symbol"], t["dram_s"])(d),
+                fixed=lambdify(t["symbol"], t["fixed_s"])(d))
+
+
+def _step_positions(shape, cfg, gpu, free, lo, hi, profile) -> list[int]:
+    d = boundaries(cfg, free, lo, hi)
+    if d.size == 0:
         return []
-    t = _terms(g, cfg, gpu, free, launch_s)
-    binds = lambdify(t["symbol"], t["compute_s"])(cands) > lambdify(t["symbol"], t["memory_s"])(cands)
-    return [int(x) for x in cands[binds]]
+    p = _pieces(shape, cfg, gpu, free, profile, d)
+    step = (p["s_now"] > p["s_before"]) & (p["s_now"] > p["dram"])
+    return [int(x) for x in d[step]]
 
 
 def step_positions(shape, cfg: KernelConfig, gpu: GPUSpec | str, free: str, lo: int, hi: int,
-                   launch_overhead_s: float | None = None) -> list[int]:
+                   profile: calibration.Profile | None = None) -> list[int]:
     """Sorted integers ``d`` in ``[lo, hi]`` where ``cfg``'s latency steps (see the module docstring).
 
-    Computed from the tile and wave arithmetic, not by evaluating every ``d``; the closed form is
-    evaluated only at the candidate positions, to drop those where the memory term binds.
+    Only the tile boundaries in the range are evaluated, each in closed form, never every ``d``.
     """
-    g, free, (lo, hi) = _gemm(shape), _check_free(free), _check_range(lo, hi)
-    cfg, gpu, launch = resolve(cfg, gpu, launch_overhead_s)
-    return _step_positions(g, cfg, gpu, free, lo, hi, launch)
-
-
-def with_dim(g: Gemm, free: str, values) -> Gemm:
-    """``g`` with dimension ``free`` replaced by ``values`` (a scalar or an array)."""
-    return replace(g, **{_check_free(free): values})
+    shape, (lo, hi) = problem(shape, free), _check_range(lo, hi)
+    cfg, gpu, profile = resolve(cfg, gpu, profile)
+    return _step_positions(shape, cfg, gpu, free, lo, hi, profile)
 
 
 def staircase_steps(shape, gpu: GPUSpec | str, free: str, lo: int, hi: int, backend=None) -> list[int]:
@@ -243,35 +236,31 @@ def staircase_steps(shape, gpu: GPUSpec | str, free: str, lo: int, hi: int, back
 
     For a library backend the latency at ``d`` is that of the configuration its selection rule picks.
     ``d`` is a step when that latency exceeds what the same rule picks at ``d`` among the pieces
-    held from ``d - 1`` (every configuration with its compute term at its ``d - 1`` value and its
-    affine terms at ``d``). For one configuration this is ``step_positions``. If no configuration's
-    compute term rises at ``d`` the two agree, so only the union of the configurations' own steps is
+    held from ``d - 1`` (every configuration with its quantised terms at their ``d - 1`` values and
+    its affine terms at ``d``). For one configuration this is ``step_positions``. If no
+    configuration steps at ``d`` the two agree, so only the union of the configurations' own steps is
     evaluated. The rule is applied as if ``d`` met every configuration's alignment: these are the
     steps of the staircase that aligned shapes (multiples of 8, say) follow; an unaligned ``d`` runs
     a fallback kernel off that staircase, and a switch forced by alignment is never a step.
     """
-    gpu, g, free, (lo, hi) = lookup_gpu(gpu), _gemm(shape), _check_free(free), _check_range(lo, hi)
+    gpu, shape, (lo, hi) = lookup_gpu(gpu), problem(shape, free), _check_range(lo, hi)
     if isinstance(backend, KernelConfig):
-        return step_positions(g, backend, gpu, free, lo, hi)
-    backend = backend or "cublas"
-    configs = candidate_configs(backend, gpu, g.dtype)     # ValueError for an unknown backend
+        return step_positions(shape, backend, gpu, free, lo, hi)
+    backend = backend or ("cudnn" if isinstance(shape, Conv2d) else "cublas")
+    configs = candidate_configs(backend, gpu, shape.dtype)     # ValueError for an unknown backend
     profile = calibration.profile_for(gpu, backend)
     configs = tuple(profile.apply(c) for c in configs)
-    launch = profile.launch_overhead_s
-    cands = sorted(set().union(*(_step_positions(g, c, gpu, free, lo, hi, launch) for c in configs)))
+    cands = sorted(set().union(*(_step_positions(shape, c, gpu, free, lo, hi, profile) for c in configs)))
     if len(configs) == 1 or not cands:
         return cands
     d = np.asarray(cands, dtype=np.int64)
     align = math.lcm(*(c.alignment_elements for c in configs))
-    g_sel = with_dim(g, free, -(-d // align) * align)      # d, rounded up to meet every alignment
+    g_sel = _gemm(at(shape, free, -(-d // align) * align))      # d rounded up to meet every alignment
     now, held = [], []
     for c in configs:
-        t = config_latency(with_dim(g, free, d), c, gpu, launch)
-        prev = config_latency(with_dim(g, free, d - 1), c, gpu, launch)
-        lat, comp, mem, comp_prev = (np.broadcast_to(x, d.shape) for x in (
-            t["latency_s"], t["compute_s"], t["memory_s"], prev["compute_s"]))
-        now.append(dict(latency_s=lat))
-        held.append(dict(latency_s=lat - np.maximum(comp, mem) + np.maximum(comp_prev, mem)))
+        p = _pieces(shape, c, gpu, free, profile, d)
+        now.append(dict(latency_s=p["fixed"] + np.maximum(p["s_now"], p["dram"])))
+        held.append(dict(latency_s=p["fixed"] + np.maximum(p["s_before"], p["dram"])))
     pick = np.arange(d.size)
     lat_now = np.stack([t["latency_s"] for t in now])[select(g_sel, configs, now), pick]
     lat_held = np.stack([t["latency_s"] for t in held])[select(g_sel, configs, held), pick]
