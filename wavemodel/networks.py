@@ -463,8 +463,12 @@ def from_torch(module, example_input, name: str = "torch-module", count: str = "
     if not seen:
         raise ValueError("from_torch: the module ran no Linear or Conv2d layer")
     layers: list[dict] = []
+    used: set[str] = set()
     for i, (lname, mod, in_shape) in enumerate(seen):
         lname = lname or f"layer{i}"
+        if lname in used:                      # a module called twice is two layers
+            lname = f"{lname}#{i}"
+        used.add(lname)
         if type(mod).__name__ == "Linear":
             d = dict(name=lname, op="gemm", k=int(mod.in_features), n=int(mod.out_features))
         else:
