@@ -61,7 +61,7 @@ def test_conv_reference_agrees_with_torch():
     torch = pytest.importorskip("torch")
     import cupy
 
-    rng = cupy.random.default_rng(3)
+    rng = cupy.random.RandomState(3)
     x = rng.uniform(-1, 1, (2, 9, 11, 16), dtype=cupy.float32)
     w = rng.uniform(-1, 1, (24, 3, 3, 16), dtype=cupy.float32)
     ours = correctness.reference_conv(x, w, 2, 1)

@@ -123,7 +123,7 @@ def _event_median_s(body, stream) -> float:
 def gemm_operands(kernel: OwnKernel, m, n, k):
     import cupy
 
-    rng = cupy.random.default_rng(1)
+    rng = cupy.random.RandomState(1)
     a = rng.uniform(-1, 1, (m, k), dtype=cupy.float32).astype(kernel.np_dtype)
     b = rng.uniform(-1, 1, (k, n), dtype=cupy.float32).astype(kernel.np_dtype)
     c = cupy.empty((m, n), dtype=kernel.np_dtype)
@@ -150,7 +150,7 @@ def time_conv(kernel: OwnKernel, shape=CONV_TIMED) -> dict:
 
     n, c, h, w, k, r, s, stride, pad = shape
     p, q = conv_output_hw(h, w, r, s, stride, pad)
-    rng = cupy.random.default_rng(2)
+    rng = cupy.random.RandomState(2)
     x = rng.uniform(-1, 1, (n, h, w, c), dtype=cupy.float32).astype(cupy.float16)
     f = rng.uniform(-1, 1, (k, r, s, c), dtype=cupy.float32).astype(cupy.float16)
     y = cupy.empty((n, p, q, k), dtype=cupy.float16)

@@ -55,7 +55,7 @@ def _rng(seed):
     import cupy
 
     seed = secrets.randbits(32) if seed is None else int(seed)
-    return seed, cupy.random.default_rng(seed)
+    return seed, cupy.random.RandomState(seed)
 
 
 def _uniform(rng, shape, dtype):

@@ -225,9 +225,17 @@ def _compiled(name: str, device_id: int):
 
     kernel = get(name)
     cc = cupy.cuda.Device(device_id).compute_capability
-    fn = cupy.RawKernel(source(kernel.source_file), kernel.family,
-                        options=nvrtc_options(kernel, f"sm_{cc}"), backend="nvrtc")
-    fn.compile()
+    code = source(kernel.source_file)
+    try:
+        fn = cupy.RawKernel(code, kernel.family, options=nvrtc_options(kernel, f"sm_{cc}"), backend="nvrtc")
+        fn.compile()
+    except cupy.cuda.compiler.CompileException as first:
+        # CuPy adds its own -arch; if NVRTC refuses the pair, let CuPy's choice stand alone
+        if "architecture" not in str(first) and "arch" not in str(first):
+            raise
+        fn = cupy.RawKernel(code, kernel.family, options=nvrtc_options(kernel)[:1] + kernel.options,
+                            backend="nvrtc")
+        fn.compile()
     if kernel.dynamic_smem_bytes > 48 * 1024:
         fn.max_dynamic_shared_size_bytes = kernel.dynamic_smem_bytes
     return fn
