@@ -148,9 +148,11 @@ def test_exact_dp_agrees_with_brute_force(widths, count, frac):
     got = S.solve_network(net, H100, count=count, budget_s=budget, method="exact")
     assert got.channels_after == want[0]
     assert got.latency_after_s <= budget * (1 + S.BUDGET_RTOL)
+    _check_guarantees(got, net, count)
     lag = S.solve_network(net, H100, count=count, budget_s=budget, method="lagrangian")
     assert lag.latency_after_s <= budget * (1 + S.BUDGET_RTOL)
     assert lag.channels_after <= want[0] <= lag.channels_upper_bound
+    _check_guarantees(lag, net, count)
     # the other objective: least latency at that many channels
     need = sum(int(S.candidate_widths(v, 8)[0]) for v in net.variables) + 8
     need = min(need, sum(net.original_widths.values()))

@@ -526,11 +526,6 @@ def network_to_dict(net: Network) -> dict:
     return out
 
 
-def total_channels(widths: dict[str, int]) -> int:
-    """The solver's objective: the sum of the prunable widths (each width variable counted once)."""
-    return int(sum(widths.values()))
-
-
 def check_count(count, net: Network) -> int:
     if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 1:
         raise ValueError(f"{net.count}: must be an integer >= 1, got {count!r}")
