@@ -203,7 +203,7 @@ def _width_field(shape) -> str:
     return "k" if isinstance(shape, Conv2d) else "n"
 
 
-def _with_width(shape, widths):
+def with_width(shape, widths):
     if isinstance(shape, Conv2d) and np.all(np.asarray(shape.groups) > 1):
         if not (np.all(shape.groups == shape.c) and np.all(shape.c == shape.k)):
             raise ValueError("groups: the solver varies a grouped conv only when it is depthwise "
@@ -228,7 +228,7 @@ def layer_staircase(shape, gpu="h100-sxm", backend=None, alignment: int = 8, max
     if max_width < max(width, alignment):
         raise ValueError(f"max_width: must be >= the width ({width}) and the alignment ({alignment})")
     widths = np.arange(1, max_width + 1)
-    p = predict_latency(_with_width(shape, widths), lookup_gpu(gpu), backend=backend)
+    p = predict_latency(with_width(shape, widths), lookup_gpu(gpu), backend=backend)
     lat = np.asarray(p.latency_s, dtype=float)
     step_start, free, cut = steps_for(widths, lat, widths, alignment)
     return Staircase(name=name, widths=widths, latency_s=lat, waves=np.asarray(p.waves),
@@ -245,7 +245,7 @@ def solve_layer(shape, gpu="h100-sxm", width: int | None = None, backend=None, a
     """
     shape = as_shape(shape)
     if width is not None:
-        shape = _with_width(shape, width)
+        shape = with_width(shape, width)
     w = int(getattr(shape, _width_field(shape)))
     return layer_staircase(shape, gpu, backend, alignment, max_width, name).at(w)
 

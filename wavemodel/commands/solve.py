@@ -119,7 +119,7 @@ def run_layer(args) -> int:
     shape = layer_shape_from_args(args)
     backend = resolve_backend(args.backend)
     name = "gemm" if isinstance(shape, Gemm) else "conv"
-    sc = S.layer_staircase(S._with_width(shape, args.width) if args.width else shape, args.gpu, backend,
+    sc = S.layer_staircase(S.with_width(shape, args.width) if args.width else shape, args.gpu, backend,
                            args.alignment, name=name)
     width = args.width or int(shape.n if isinstance(shape, Gemm) else shape.k)
     sol = sc.at(width)
@@ -314,7 +314,7 @@ def layer_figure(sc: S.Staircase, sol: S.LayerSolution, shape, gpu):
     a = sc.alignment
     x = np.union1d(sc.widths[a - 1::a], [sol.width])          # the aligned staircase and the width asked
     lat = sc.latency_s[x - 1]
-    flops = np.asarray(S._with_width(shape, x).flops, dtype=float)
+    flops = np.asarray(S.with_width(shape, x).flops, dtype=float)
     lat_a = sc.latency_s[a - 1::a]
     steps = sc.widths[a - 1::a][1:][lat_a[1:] > lat_a[:-1] * (1 + S.RTOL)]     # first width of each rise
     return staircase_figure(x, lat, flops, steps=steps, markers=markers,
