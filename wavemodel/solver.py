@@ -204,6 +204,7 @@ def _width_field(shape) -> str:
 
 
 def with_width(shape, widths):
+    """``shape`` with its width (GEMM ``n``, conv ``k``; a depthwise conv's channels) set to ``widths``."""
     if isinstance(shape, Conv2d) and np.all(np.asarray(shape.groups) > 1):
         if not (np.all(shape.groups == shape.c) and np.all(shape.c == shape.k)):
             raise ValueError("groups: the solver varies a grouped conv only when it is depthwise "
