@@ -92,6 +92,8 @@ def test_launches_for_targets_replay_length_and_clamps():
 def test_launches_for_is_a_multiple_of_the_rotation():
     assert T.launches_for(10e-6, rotate=64) == 192            # 150 rounded up to 3 x 64
     assert T.launches_for(1e-3, rotate=7) == 7                # at least one full cycle
+    assert T.launches_for(1e-3, rotate=11) == T.MIN_LAUNCHES   # 11 ms cycle: too long, cycle partly
+    assert T.launches_for(300e-6, rotate=156) == T.MIN_LAUNCHES
     assert T.launches_for(1e-9, rotate=300) == 1800           # largest multiple under the cap
     assert T.launches_for(1e-9, rotate=5000) == T.MAX_LAUNCHES
     with pytest.raises(ValueError, match="rotate"):

@@ -49,12 +49,13 @@ OWN_MAX_FLOPS = {"simt": 0.04e12, "tensor": 0.4e12}
 
 # how many shapes each part of the sweep has (the one place to resize the sweeps)
 SIZES = {
-    "cublas_random": {"fp16": (260, 90), "bf16": (90, 30), "fp32": (60, 25), "tf32": (60, 25),
-                      "fp8": (60, 0)},                  # (aligned, misaligned) per dtype
+    "cublas_random": {"fp16": (420, 150), "bf16": (160, 60), "fp32": (100, 40), "tf32": (100, 40),
+                      "fp8": (120, 0)},                 # (aligned, misaligned) per dtype
+    "cublas_random_batched": {"fp16": 80, "bf16": 30},
     "own_stair_points": {"n": 96, "m": 64, "k": 40},   # per own GEMM kernel
     "own_random": 200,                                  # per own kernel family, timed on every kernel of it
     "own_conv_stair_points": 40,                        # per layer in CONV_STAIRS
-    "cudnn_random": 60,
+    "cudnn_random": 160,
 }
 
 
@@ -113,6 +114,7 @@ def cublas_shapes(seed: int = 20261125) -> list[dict]:
     rows += [gemm("stair_m", "fp16", m, 4096, 4096) for m in range(64, 8193, 64)]
     rows += [gemm("stair_k", "fp16", 4096, 4096, k) for k in range(128, 8193, 128)]
     rows += [gemm("stair_n_small", "fp16", 1024, n, 1024) for n in range(32, 4097, 32)]
+    rows += [gemm("stair_k_small", "fp16", 1024, 1024, k) for k in range(64, 8193, 64)]    # split-K
     rows += [gemm("stair_n", "bf16", 4096, n, 4096) for n in range(128, 8193, 128)]
     rows += [gemm("stair_n", "fp8", 4096, n, 4096) for n in range(128, 8193, 128)]
     rows += [gemm("stair_n", "tf32", 2048, n, 2048) for n in range(128, 8193, 128)]
@@ -126,7 +128,7 @@ def cublas_shapes(seed: int = 20261125) -> list[dict]:
                 rows += [gemm(f"llm_{model}", dtype, tokens, n, k) for n, k in layers
                          if 2.0 * tokens * n * k <= 4e12]
     rows += [gemm("decode", "fp16", m, n, k) for m in DECODE_M for n, k in LLAMA_NK[:10]]
-    rows += [gemm("decode", "bf16", m, n, k) for m in (1, 16, 64, 256) for n, k in LLAMA_NK[:10]]
+    rows += [gemm("decode", "bf16", m, n, k) for m in DECODE_M for n, k in LLAMA_NK[:10]]
     for dtype in ("fp16", "bf16"):
         for bh, s, d in ATTENTION:
             rows.append(gemm("attention_qk", dtype, s, s, d, batch=bh))
@@ -136,14 +138,29 @@ def cublas_shapes(seed: int = 20261125) -> list[dict]:
         rows += random_gemms(rng, n_al, dtype, align=align)
         if n_mis:
             rows += random_gemms(rng, n_mis, dtype, misaligned=True)
+    for dtype, count in SIZES["cublas_random_batched"].items():
+        rows += random_batched(rng, count, dtype)
     return rows
 
 
+def random_batched(rng, count, dtype, align=8) -> list[dict]:
+    """Batched GEMMs (torch.bmm): batch 2..256 log-uniform, aligned dims 16..4096."""
+    out = []
+    while len(out) < count:
+        b = _logu(rng, 2, 256)
+        m, n, k = (max(align, _logu(rng, 16, 4096) // align * align) for _ in range(3))
+        if 2.0 * b * m * n * k <= MAX_FLOPS[dtype]:
+            out.append(gemm("random_batched", dtype, m, n, k, batch=b))
+    return out
+
+
 def cudnn_shapes(seed: int = 20261126) -> list[dict]:
-    """ResNet-50 and VGG-16 layers at batch 32, output-channel staircases, random convs (NHWC fp16)."""
+    """ResNet-50 and VGG-16 layers at batch 32 (and 8, 64 / 8), output-channel staircases, random convs
+    (NHWC fp16)."""
     rng = np.random.default_rng(seed)
-    rows = [conv("resnet50", 32, c, h, k, r, st, pad) for c, h, k, r, st, pad in RESNET50_CONVS]
-    rows += [conv("vgg16", 32, c, h, k, 3, 1, 1) for c, h, k in VGG16_CONVS]
+    rows = [conv("resnet50", b, c, h, k, r, st, pad) for b in (32, 8, 64)
+            for c, h, k, r, st, pad in RESNET50_CONVS]
+    rows += [conv("vgg16", b, c, h, k, 3, 1, 1) for b in (32, 8) for c, h, k in VGG16_CONVS]
     rows += conv_staircases(SIZES["own_conv_stair_points"])
     rows += random_convs(rng, SIZES["cudnn_random"])
     return rows

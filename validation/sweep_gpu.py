@@ -269,16 +269,22 @@ class Runner:
         return Call(launch, sets, "cupy", keep=[x, w, y])
 
     # -- kernel names -----------------------------------------------------------------------------
-    def kernel_names(self, calls: Sequence[Call]) -> list:
-        """Profiler kernel names of one call each (warmed up first); None where it could not be read."""
+    @staticmethod
+    def warm(call: Call) -> None:
+        """Eager calls before profiling and timing (cuDNN autotunes on the first)."""
+        call.setup()
+        for i in range(WARM_CALLS):
+            call.launch(i)
+
+    def kernel_names(self, calls: Sequence[Call], warm: bool = True) -> list:
+        """Profiler kernel names of one call each; None where they could not be read."""
         from wavemodel.hardware.profiler import profile_calls
 
         if not calls:
             return []
-        for c in calls:
-            c.setup()
-            for i in range(WARM_CALLS):
-                c.launch(i)
+        if warm:
+            for c in calls:
+                self.warm(c)
         fns = [(lambda c=c: c.launch(0)) for c in calls]
         setups = [c.setup for c in calls]
         try:
@@ -308,14 +314,17 @@ class Runner:
         built: list = []
         for j in jobs:
             try:
-                built.append(self.build(j))
+                c = self.build(j)
+                if j.backend != "own":
+                    self.warm(c)
+                built.append(c)
             except Exception as e:  # noqa: BLE001 - recorded per row
                 built.append(e)
         lib = [i for i, (j, c) in enumerate(zip(jobs, built, strict=True))
                if j.backend != "own" and isinstance(c, Call)]
         names: dict = {}
         try:
-            for i, ck in zip(lib, self.kernel_names([built[i] for i in lib]), strict=True):
+            for i, ck in zip(lib, self.kernel_names([built[i] for i in lib], warm=False), strict=True):
                 names[i] = ck
         except Exception as e:  # noqa: BLE001 - a failed profiler pass leaves names empty
             self.log(f"  profiler pass failed: {type(e).__name__}: {e}")

@@ -14,6 +14,7 @@ import json
 import os
 import statistics
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -92,6 +93,19 @@ def parse_trace(trace: dict, n_calls: int, reps: int = REPS) -> list[CallKernels
     return [split_reps(g, reps) for g in groups]
 
 
+def _run_profiled(torch, profile, activity, calls, todo, reps, setup):
+    with profile(activities=[activity.CUDA]) as prof:
+        for i in todo:
+            if setup is not None and setup[i] is not None:
+                setup[i]()
+            torch.cuda._sleep(MARKER_CYCLES)
+            for _ in range(reps):
+                calls[i]()
+            torch.cuda._sleep(MARKER_CYCLES)
+        torch.cuda.synchronize()
+    return prof
+
+
 def profile_calls(calls: Sequence[Callable[[], object] | None], *, reps: int = REPS,
                   setup: Sequence[Callable[[], object] | None] | None = None) -> list[CallKernels | None]:
     """Run each warmed-up call ``reps`` times between markers under torch.profiler.
@@ -104,15 +118,9 @@ def profile_calls(calls: Sequence[Callable[[], object] | None], *, reps: int = R
 
     todo = [i for i, f in enumerate(calls) if f is not None]
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for i in todo:
-            if setup is not None and setup[i] is not None:
-                setup[i]()
-            torch.cuda._sleep(MARKER_CYCLES)
-            for _ in range(reps):
-                calls[i]()
-            torch.cuda._sleep(MARKER_CYCLES)
-        torch.cuda.synchronize()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Profiler clears events.*")
+        prof = _run_profiled(torch, profile, ProfilerActivity, calls, todo, reps, setup)
     fd, path = tempfile.mkstemp(suffix=".json")
     os.close(fd)
     try:
