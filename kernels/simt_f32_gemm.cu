@@ -20,8 +20,8 @@
 //
 // Configurations used by wavemodel (registry names in wavemodel/hardware/kernels.py; registers as
 // NVRTC 13.0 builds them for sm_90, blocks/SM on an H100):
-//   simt_f32_64x64    -DBM=64 -DBN=64 -DBK=8 -DMIN_BLOCKS=1      64 thr, 201 regs,  8448 B smem, 4 blocks/SM
-//   simt_f32_128x64   -DBM=128 -DBN=64 -DBK=8 -DMIN_BLOCKS=1    128 thr, 153 regs, 12544 B smem, 3 blocks/SM
+//   simt_f32_64x64    -DBM=64 -DBN=64 -DBK=8 -DMIN_BLOCKS=1      64 thr, 153 regs,  8448 B smem, 6 blocks/SM
+//   simt_f32_128x64   -DBM=128 -DBN=64 -DBK=8 -DMIN_BLOCKS=1    128 thr, 149 regs, 12544 B smem, 3 blocks/SM
 //   simt_f32_128x128  -DBM=128 -DBN=128 -DBK=8 -DMIN_BLOCKS=2   256 thr, 128 regs, 16640 B smem, 2 blocks/SM
 //   (all with -DTM=8 -DTN=8)
 //   MIN_BLOCKS (default 1) is the second __launch_bounds__ argument.
@@ -55,29 +55,30 @@
 #define AS_LD (BM + 4)          // padded k-row of the transposed A tile
 #define A_VEC_PER_THREAD (BM * BK / 4 / NTHREADS)
 #define B_VEC_PER_THREAD (BK * BN / 4 / NTHREADS)
+#define A_RSTEP (NTHREADS / (BK / 4))     // rows between one thread's A float4s
+#define B_RSTEP (NTHREADS / (BN / 4))     // k rows between one thread's B float4s
 
 static_assert(TM == 8 && TN == 8, "micro-tile must be 8x8 (two float4 groups per direction)");
 static_assert(BM % 8 == 0 && BN % 8 == 0 && BK % 4 == 0, "tile must be a multiple of 8 (BK of 4)");
 static_assert((BM * BK / 4) % NTHREADS == 0, "A tile must split evenly into float4 per thread");
 static_assert((BK * BN / 4) % NTHREADS == 0, "B tile must split evenly into float4 per thread");
+static_assert(NTHREADS % (BK / 4) == 0 && NTHREADS % (BN / 4) == 0, "loads must keep one column per thread");
 
 struct F4 { float x, y, z, w; };
 
-// one float4 of a row-major matrix with leading dimension ld, rows < rows_left and columns < cols_left
-// valid (relative to p's origin), zero outside; vectorised when the row is 16-byte aligned (vec)
-__device__ __forceinline__ F4 load4(const float* __restrict__ base, int ld, int rows_left, int cols_left,
-                                    int row, int col, int vec) {
+// four consecutive floats at p, of which the first `cols_left` exist (zero beyond, and all zero when
+// the row does not exist); one 16-byte load when the row is 16-byte aligned (vec) and all four exist
+__device__ __forceinline__ F4 load4(const float* __restrict__ p, bool row_ok, int cols_left, int vec) {
     F4 v = {0.f, 0.f, 0.f, 0.f};
-    if (row >= rows_left) return v;
-    const float* p = base + (long long)row * ld + col;
-    if (vec && col + 3 < cols_left) {
+    if (!row_ok) return v;
+    if (vec && cols_left >= 4) {
         float4 t = __ldg(reinterpret_cast<const float4*>(p));
         v.x = t.x; v.y = t.y; v.z = t.z; v.w = t.w;
     } else {
-        if (col + 0 < cols_left) v.x = __ldg(p + 0);
-        if (col + 1 < cols_left) v.y = __ldg(p + 1);
-        if (col + 2 < cols_left) v.z = __ldg(p + 2);
-        if (col + 3 < cols_left) v.w = __ldg(p + 3);
+        if (cols_left > 0) v.x = __ldg(p + 0);
+        if (cols_left > 1) v.y = __ldg(p + 1);
+        if (cols_left > 2) v.z = __ldg(p + 2);
+        if (cols_left > 3) v.w = __ldg(p + 3);
     }
     return v;
 }
@@ -100,23 +101,16 @@ simt_f32_gemm(const float* __restrict__ A, const float* __restrict__ B, float* _
     B += bz * stride_b + block_n;
     C += bz * stride_c;
 
-    // global-load assignment: A tile BM x BK as float4 along k, B tile BK x BN as float4 along n
-    int a_row[A_VEC_PER_THREAD], a_col[A_VEC_PER_THREAD];
-    int b_row[B_VEC_PER_THREAD], b_col[B_VEC_PER_THREAD];
-#pragma unroll
-    for (int i = 0; i < A_VEC_PER_THREAD; ++i) {
-        int id = tid + i * NTHREADS;
-        a_row[i] = id / (BK / 4);
-        a_col[i] = (id % (BK / 4)) * 4;
-    }
-#pragma unroll
-    for (int i = 0; i < B_VEC_PER_THREAD; ++i) {
-        int id = tid + i * NTHREADS;
-        b_row[i] = id / (BN / 4);
-        b_col[i] = (id % (BN / 4)) * 4;
-    }
+    // global-load assignment: A tile BM x BK as float4 along k (rows a_r0 + i*A_RSTEP, column a_c),
+    // B tile BK x BN as float4 along n (k rows b_r0 + i*B_RSTEP, column b_c)
+    const int a_r0 = tid / (BK / 4), a_c = (tid % (BK / 4)) * 4;
+    const int b_r0 = tid / (BN / 4), b_c = (tid % (BN / 4)) * 4;
     const int m_rem = M - block_m;      // rows of A left for this block
     const int n_rem = N - block_n;
+    const float* a_ptr = A + (long long)a_r0 * K + a_c;      // advances by BK per K tile
+    const float* b_ptr = B + (long long)b_r0 * N + b_c;      // advances by BK rows per K tile
+    const long long a_step = (long long)A_RSTEP * K;
+    const long long b_step = (long long)B_RSTEP * N;
 
     F4 ra[A_VEC_PER_THREAD], rb[B_VEC_PER_THREAD];
     float acc[TM][TN];
@@ -127,35 +121,40 @@ simt_f32_gemm(const float* __restrict__ A, const float* __restrict__ B, float* _
 
     const int ktiles = (K + BK - 1) / BK;
 
+    auto load_tile = [&](int k0) {       // global -> registers, K tile starting at k0
+#pragma unroll
+        for (int i = 0; i < A_VEC_PER_THREAD; ++i)
+            ra[i] = load4(a_ptr + i * a_step, a_r0 + i * A_RSTEP < m_rem, K - k0 - a_c, vec_a);
+#pragma unroll
+        for (int i = 0; i < B_VEC_PER_THREAD; ++i)
+            rb[i] = load4(b_ptr + i * b_step, k0 + b_r0 + i * B_RSTEP < K, n_rem - b_c, vec_b);
+        a_ptr += BK;
+        b_ptr += (long long)BK * N;
+    };
+    auto store_tile = [&](int buf) {     // registers -> shared buffer (A transposed)
+#pragma unroll
+        for (int i = 0; i < A_VEC_PER_THREAD; ++i) {
+            const int row = a_r0 + i * A_RSTEP;
+            As[buf][a_c + 0][row] = ra[i].x;
+            As[buf][a_c + 1][row] = ra[i].y;
+            As[buf][a_c + 2][row] = ra[i].z;
+            As[buf][a_c + 3][row] = ra[i].w;
+        }
+#pragma unroll
+        for (int i = 0; i < B_VEC_PER_THREAD; ++i)
+            *reinterpret_cast<float4*>(&Bs[buf][b_r0 + i * B_RSTEP][b_c]) =
+                make_float4(rb[i].x, rb[i].y, rb[i].z, rb[i].w);
+    };
+
     // prologue: tile 0 -> registers -> buffer 0
-#pragma unroll
-    for (int i = 0; i < A_VEC_PER_THREAD; ++i) ra[i] = load4(A, K, m_rem, K, a_row[i], a_col[i], vec_a);
-#pragma unroll
-    for (int i = 0; i < B_VEC_PER_THREAD; ++i) rb[i] = load4(B, N, K, n_rem, b_row[i], b_col[i], vec_b);
-#pragma unroll
-    for (int i = 0; i < A_VEC_PER_THREAD; ++i) {
-        As[0][a_col[i] + 0][a_row[i]] = ra[i].x;
-        As[0][a_col[i] + 1][a_row[i]] = ra[i].y;
-        As[0][a_col[i] + 2][a_row[i]] = ra[i].z;
-        As[0][a_col[i] + 3][a_row[i]] = ra[i].w;
-    }
-#pragma unroll
-    for (int i = 0; i < B_VEC_PER_THREAD; ++i)
-        *reinterpret_cast<float4*>(&Bs[0][b_row[i]][b_col[i]]) = make_float4(rb[i].x, rb[i].y, rb[i].z, rb[i].w);
+    load_tile(0);
+    store_tile(0);
     __syncthreads();
 
     for (int kt = 0; kt < ktiles; ++kt) {
         const int cur = kt & 1;
         const bool has_next = kt + 1 < ktiles;
-        if (has_next) {
-            const int k0 = (kt + 1) * BK;
-#pragma unroll
-            for (int i = 0; i < A_VEC_PER_THREAD; ++i)
-                ra[i] = load4(A + k0, K, m_rem, K - k0, a_row[i], a_col[i], vec_a);
-#pragma unroll
-            for (int i = 0; i < B_VEC_PER_THREAD; ++i)
-                rb[i] = load4(B + (long long)k0 * N, N, K - k0, n_rem, b_row[i], b_col[i], vec_b);
-        }
+        if (has_next) load_tile((kt + 1) * BK);
 #pragma unroll
         for (int k = 0; k < BK; ++k) {
             float fa[TM], fb[TN];
@@ -173,20 +172,7 @@ simt_f32_gemm(const float* __restrict__ A, const float* __restrict__ B, float* _
 #pragma unroll
                 for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(fa[i], fb[j], acc[i][j]);
         }
-        if (has_next) {
-            const int nxt = cur ^ 1;
-#pragma unroll
-            for (int i = 0; i < A_VEC_PER_THREAD; ++i) {
-                As[nxt][a_col[i] + 0][a_row[i]] = ra[i].x;
-                As[nxt][a_col[i] + 1][a_row[i]] = ra[i].y;
-                As[nxt][a_col[i] + 2][a_row[i]] = ra[i].z;
-                As[nxt][a_col[i] + 3][a_row[i]] = ra[i].w;
-            }
-#pragma unroll
-            for (int i = 0; i < B_VEC_PER_THREAD; ++i)
-                *reinterpret_cast<float4*>(&Bs[nxt][b_row[i]][b_col[i]]) =
-                    make_float4(rb[i].x, rb[i].y, rb[i].z, rb[i].w);
-        }
+        if (has_next) store_tile(cur ^ 1);
         __syncthreads();
     }
 

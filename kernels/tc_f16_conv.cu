@@ -17,15 +17,16 @@
 //   raster    row-major: blockIdx.x = tile column (output channels), blockIdx.y = tile row (pixels);
 //             one CTA per output tile, non-persistent, no split-K.
 // A 16-byte chunk of A is 8 consecutive input channels of one (r, s) tap, so C must be a multiple of
-// 8; K must be a multiple of 8 (as in tc_f16_gemm). Each thread decomposes its chunk's k index into
-// (r, s, c) once per K tile and reuses it for all of its rows.
+// 8; K must be a multiple of 8 (as in tc_f16_gemm). Each thread keeps the (r, s, c) tap of its chunk
+// and advances it by BK per K tile (no division in the loop); its rows' input offsets are precomputed
+// so a chunk's address is one add (x must hold fewer than 2**31 elements).
 //
 // Configurations used by wavemodel (registry names in wavemodel/hardware/kernels.py; registers as
 // NVRTC 13.0 builds them for sm_90, blocks/SM on an H100):
 //   conv_f16_128x128  -DBM=128 -DBN=128 -DWM=2 -DWN=2 -DSTAGES=4 -DMIN_BLOCKS=2  128 thr (64x64 warp
-//                     tiles), 242 regs, 65536 B smem, 2 blocks/SM
+//                     tiles), 252 regs, 65536 B smem, 2 blocks/SM
 //   conv_f16_128x64   -DBM=128 -DBN=64 -DWM=2 -DWN=2 -DSTAGES=4 -DMIN_BLOCKS=3   128 thr (64x32),
-//                     160 regs, 49152 B smem, 3 blocks/SM
+//                     168 regs, 49152 B smem, 3 blocks/SM
 // Entry point: extern "C" tc_f16_conv.
 
 #include "tc_common.cuh"
@@ -88,18 +89,31 @@ tc_f16_conv(const unsigned short* __restrict__ X, const unsigned short* __restri
     // ---- per-thread gather state: rows row0 + i*ROW_STEP of A, chunk `chunk` of each K tile ----
     const int row0 = tid / (BK / 8);
     const int chunk = tid % (BK / 8);
-    int a_img[A_CHUNKS];                       // n_img * H, or -1 when the row is past M
+    int a_base[A_CHUNKS];                      // x offset of (n_img, h0, w0, 0); h0/w0 may be < 0
     int a_h0[A_CHUNKS], a_w0[A_CHUNKS];        // top-left input coordinate of the receptive field
+    u32 a_ok = 0;                              // bit i: row i is inside M
 #pragma unroll
     for (int i = 0; i < A_CHUNKS; ++i) {
-        const int m = block_m + row0 + i * ROW_STEP;
+        const int m_row = block_m + row0 + i * ROW_STEP;
+        const int m = m_row < M ? m_row : 0;   // rows past M are masked; keep their offsets in range
         const int img = m / (P * Q);
         const int pq = m - img * (P * Q);
         const int p = pq / Q;
         const int q = pq - p * Q;
-        a_img[i] = m < M ? img * H : -1;
         a_h0[i] = p * stride - pad;
         a_w0[i] = q * stride - pad;
+        a_base[i] = ((img * H + a_h0[i]) * W + a_w0[i]) * C;
+        if (m_row < M) a_ok |= 1u << i;
+    }
+    // (r, s, c) of this thread's chunk in the next K tile to load; load_stage is called for
+    // kt = 0, 1, 2, ... in order, so the tap advances incrementally (no division in the loop)
+    int ld_kg = chunk * 8;
+    int ld_r, ld_s, ld_c;
+    {
+        const int rs = ld_kg / C;
+        ld_c = ld_kg - rs * C;
+        ld_r = rs / S;
+        ld_s = rs - ld_r * S;
     }
     const u32 a_dst = swz_k32(row0, chunk);
     const u32 b_dst = A_STAGE_BYTES + swz_k32(row0, chunk);
@@ -111,25 +125,26 @@ tc_f16_conv(const unsigned short* __restrict__ X, const unsigned short* __restri
 
     auto load_stage = [&](int stage, int kt) {
         const u32 base = smem0 + stage * STAGE_BYTES;
-        const int kg = kt * BK + chunk * 8;
-        const bool k_ok = kg < KG;
-        const int rs = kg / C;
-        const int c = kg - rs * C;
-        const int r = rs / S;
-        const int s = rs - r * S;
+        const bool k_ok = ld_kg < KG;
+        const int tap = (ld_r * W + ld_s) * C + ld_c;      // x offset of tap (r, s), channel c
 #pragma unroll
         for (int i = 0; i < A_CHUNKS; ++i) {
-            const int h = a_h0[i] + r;
-            const int w = a_w0[i] + s;
-            const bool ok = k_ok && a_img[i] >= 0 && (unsigned)h < (unsigned)H && (unsigned)w < (unsigned)W;
-            const unsigned short* src = ok ? X + ((long long)(a_img[i] + h) * W + w) * C + c : X;
-            cp_async_16(base + a_dst + i * (ROW_STEP * 64), src, ok);
+            const int h = a_h0[i] + ld_r;
+            const int w = a_w0[i] + ld_s;
+            const bool ok = k_ok && ((a_ok >> i) & 1u) && (unsigned)h < (unsigned)H && (unsigned)w < (unsigned)W;
+            cp_async_16(base + a_dst + i * (ROW_STEP * 64), ok ? X + (a_base[i] + tap) : X, ok);
         }
 #pragma unroll
         for (int i = 0; i < B_CHUNKS; ++i) {
             const bool ok = k_ok && ((b_ok >> i) & 1u);
             cp_async_16(base + b_dst + i * (ROW_STEP * 64),
                         ok ? b_src + (long long)i * ROW_STEP * KG + kt * BK : Wt, ok);
+        }
+        ld_kg += BK;
+        ld_c += BK;
+        while (ld_c >= C) {
+            ld_c -= C;
+            if (++ld_s == S) { ld_s = 0; ++ld_r; }
         }
     };
 

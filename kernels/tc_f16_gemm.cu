@@ -51,7 +51,12 @@
 #ifndef MIN_BLOCKS
 #define MIN_BLOCKS 1
 #endif
+#ifndef BK
 #define BK 32
+#endif
+#ifndef RASTER_GROUP
+#define RASTER_GROUP 1
+#endif
 #define KSTEPS (BK / 16)
 
 #define THREADS (WM * WN * 32)
@@ -59,6 +64,7 @@
 #define WTN (BN / WN)
 #define MI (WTM / 16)
 #define NI (WTN / 8)
+#define A_ROW_BYTES (BK * 2)
 #define B_ROW_BYTES (BN * 2)
 #define A_STAGE_BYTES (BM * BK * 2)
 #define B_STAGE_BYTES (BK * BN * 2)
@@ -73,6 +79,15 @@ static_assert(A_CHUNKS >= 1 && (BM * (BK / 8)) % THREADS == 0, "A tile must spli
 static_assert(B_CHUNKS >= 1 && (BK * (BN / 8)) % THREADS == 0, "B tile must split evenly");
 static_assert(BN / 8 >= 8 && THREADS % (BN / 8) == 0, "B row must hold >= 8 chunks");
 static_assert(STAGES >= 2, "need at least two stages");
+static_assert(BK == 32 || BK == 64, "BK must be 32 or 64");
+static_assert(A_ROW_STEP % 8 == 0 && B_ROW_STEP % 8 == 0, "row steps must keep the swizzle key");
+
+// A tile rows are BK halves: 64-byte rows use the swz_k32 layout, 128-byte rows swz_wide<128>;
+// swz_key is the part of the XOR that depends on the row
+__device__ __forceinline__ int a_swz_key(int row) { return BK == 32 ? ((row >> 1) & 3) : (row & 7); }
+__device__ __forceinline__ int a_swz(int row, int chunk) {
+    return row * A_ROW_BYTES + ((chunk ^ a_swz_key(row)) << 4);
+}
 
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)
 tc_f16_gemm(const unsigned short* __restrict__ A, const unsigned short* __restrict__ B,
@@ -87,8 +102,22 @@ tc_f16_gemm(const unsigned short* __restrict__ A, const unsigned short* __restri
     const int warp = tid >> 5;
     const int wm = warp / WN;
     const int wn = warp % WN;
-    const int block_m = blockIdx.y * BM;
-    const int block_n = blockIdx.x * BN;
+    // raster: block (x, y) of the (tiles_n, tiles_m) grid -> output tile (tile_n, tile_m). With
+    // RASTER_GROUP = G > 1, consecutive blocks walk down a group of G tile rows before moving right
+    // (column-major inside the group), so a wave reuses fewer B columns from L2; G = 1: row-major.
+    int tile_m = blockIdx.y, tile_n = blockIdx.x;
+    if (RASTER_GROUP > 1) {
+        const int tiles_n = gridDim.x, tiles_m = gridDim.y;
+        const int linear = blockIdx.y * tiles_n + blockIdx.x;
+        const int per_group = RASTER_GROUP * tiles_n;
+        const int first_m = (linear / per_group) * RASTER_GROUP;
+        const int rows = min(tiles_m - first_m, RASTER_GROUP);
+        const int in_group = linear % per_group;
+        tile_m = first_m + in_group % rows;
+        tile_n = in_group / rows;
+    }
+    const int block_m = tile_m * BM;
+    const int block_n = tile_n * BN;
     const long long bz = blockIdx.z;
     A += bz * stride_a;
     B += bz * stride_b;
@@ -108,7 +137,7 @@ tc_f16_gemm(const unsigned short* __restrict__ A, const unsigned short* __restri
     const unsigned short* b_src = B + (long long)b_row0 * N + block_n + b_chunk * 8;
     const long long a_step = (long long)A_ROW_STEP * K;
     const long long b_step = (long long)B_ROW_STEP * N;
-    const u32 a_dst = swz_k32(a_row0, a_chunk);
+    const u32 a_dst = a_swz(a_row0, a_chunk);
     const u32 b_dst = A_STAGE_BYTES + swz_wide<B_ROW_BYTES>(b_row0, b_chunk);
 
     auto load_stage = [&](int stage, int kt) {
@@ -118,7 +147,7 @@ tc_f16_gemm(const unsigned short* __restrict__ A, const unsigned short* __restri
 #pragma unroll
         for (int i = 0; i < A_CHUNKS; ++i) {
             const bool ok = a_k_ok && ((a_ok >> i) & 1u);
-            cp_async_16(base + a_dst + i * (A_ROW_STEP * 64), ok ? a_src + i * a_step + k0 : A, ok);
+            cp_async_16(base + a_dst + i * (A_ROW_STEP * A_ROW_BYTES), ok ? a_src + i * a_step + k0 : A, ok);
         }
 #pragma unroll
         for (int i = 0; i < B_CHUNKS; ++i) {
@@ -130,8 +159,8 @@ tc_f16_gemm(const unsigned short* __restrict__ A, const unsigned short* __restri
 
     // ---- fragment addresses (ldmatrix) ----
     // A (x4): lane supplies row (lane & 15) of the 16-row block, k chunk 2*kstep + (lane >> 4)
-    const u32 a_frag = (wm * WTM + (lane & 15)) * 64;
-    const int a_xor = ((lane & 15) >> 1) & 3;
+    const u32 a_frag = (wm * WTM + (lane & 15)) * A_ROW_BYTES;
+    const int a_xor = a_swz_key(lane & 15);
     // B (x4.trans): lane supplies k row kstep*16 + (lane & 15), n chunk (ni pair) + (lane >> 4)
     const u32 b_frag = A_STAGE_BYTES + (lane & 15) * B_ROW_BYTES;
     const int b_chunk0 = wn * (WTN / 8) + (lane >> 4);
@@ -150,7 +179,8 @@ tc_f16_gemm(const unsigned short* __restrict__ A, const unsigned short* __restri
     auto load_frags = [&](int buf, u32 stage_base, int ks) {
 #pragma unroll
         for (int i = 0; i < MI; ++i)
-            ldmatrix_x4(af[buf][i], stage_base + a_frag + i * 16 * 64 + (((ks * 2 + (lane >> 4)) ^ a_xor) << 4));
+            ldmatrix_x4(af[buf][i], stage_base + a_frag + i * 16 * A_ROW_BYTES +
+                                        (((ks * 2 + (lane >> 4)) ^ a_xor) << 4));
 #pragma unroll
         for (int j = 0; j < NI / 2; ++j)
             ldmatrix_x4_trans(bf[buf][j], stage_base + b_frag + ks * 16 * B_ROW_BYTES +

@@ -60,13 +60,22 @@ CONV_SHAPES = [  # (n, c, h, w, k, r, s, stride, padding)
 ]
 CONV_TIMED = (32, 128, 56, 56, 128, 3, 3, 1, 1)
 
-EXPLORE = [  # unregistered tuning candidates: (name, base kernel, defines that change)
+EXPLORE = [  # unregistered tuning candidates: (name, base kernel, defines that change or are added)
     ("tc_f16_128x256_s3", "tc_f16_128x256", {"STAGES": 3}),
     ("tc_f16_256x128_s3", "tc_f16_256x128", {"STAGES": 3}),
-    ("tc_f16_128x128_w8", "tc_f16_128x128", {"WN": 4, "MIN_BLOCKS": 1}),
-    ("simt_f32_128x128_k16", "simt_f32_128x128", {"BK": 16}),
+    ("tc_f16_128x256_k64s3", "tc_f16_128x256", {"STAGES": 3, "BK": 64}),
+    ("tc_f16_256x128_k64s3", "tc_f16_256x128", {"STAGES": 3, "BK": 64}),
+    ("tc_f16_128x128_k64s3", "tc_f16_128x128", {"STAGES": 3, "BK": 64}),
+    ("tc_f16_128x256_s3g8", "tc_f16_128x256", {"STAGES": 3, "RASTER_GROUP": 8}),
+    ("tc_f16_256x128_s3g8", "tc_f16_256x128", {"STAGES": 3, "RASTER_GROUP": 8}),
+    ("tc_f16_128x128_g8", "tc_f16_128x128", {"RASTER_GROUP": 8}),
+    ("tc_f16_128x256_k64s3g8", "tc_f16_128x256", {"STAGES": 3, "BK": 64, "RASTER_GROUP": 8}),
+    ("simt_f32_64x64_mb8", "simt_f32_64x64", {"MIN_BLOCKS": 8}),
     ("simt_f32_128x64_mb4", "simt_f32_128x64", {"MIN_BLOCKS": 4}),
+    ("simt_f32_128x128_k16", "simt_f32_128x128", {"BK": 16}),
 ]
+EXPLORE_CHECKS = {"tensor": [(333, 264, 520, 1), (257, 136, 264, 3), (1000, 1000, 1000, 1)],
+                  "simt": [(333, 265, 521, 1), (129, 257, 33, 3), (1000, 1000, 1000, 1)]}
 
 
 # ------------------------------------------------------------------------------------------- timing
@@ -244,8 +253,8 @@ def explore_kernels() -> list[OwnKernel]:
     out = []
     for name, base, changes in EXPLORE:
         k = KERNELS[base]
-        defines = tuple((key, changes.get(key, v)) for key, v in k.defines)
-        d = dict(defines)
+        d = dict(k.defines) | changes
+        defines = tuple(d.items())
         threads = d["WM"] * d["WN"] * 32 if "WM" in d else k.threads
         out.append(dataclasses.replace(k, name=name, defines=defines, threads=threads,
                                        stages=d.get("STAGES", k.stages), tile_k=d.get("BK", k.tile_k)))
@@ -311,8 +320,9 @@ def main(argv=None) -> int:
                 kernels_mod.KERNELS[kernel.name] = kernel         # registered for this process only
                 try:
                     row = {"regs": kernel.attributes()["num_regs"], "blocks_per_sm": kernel.blocks_per_sm()}
-                    m, n, k = (333, 264, 520) if kernel.math == "tensor" else (333, 265, 521)
-                    correctness.check_gemm(kernel.name, m, n, k)
+                    row["local_bytes"] = kernel.attributes()["local_size_bytes"]
+                    for m, n, k, batch in EXPLORE_CHECKS[kernel.math]:
+                        correctness.check_gemm(kernel.name, m, n, k, batch=batch)
                     row.update(time_gemm(kernel))
                 except Exception as e:  # noqa: BLE001
                     row = {"error": f"{type(e).__name__}: {e}"}
@@ -367,9 +377,10 @@ def table(report) -> list[str]:
     for name, row in report.get("explore", {}).items():
         dtype = "fp32" if name.startswith("simt") else "fp16"
         pct = _pct(row["tflops"], dtype, cublas) if "tflops" in row else ""
+        local = f"local={row['local_bytes']}B " if row.get("local_bytes") else ""
         lines.append(_row(name, row.get("regs", ""), bps=row.get("blocks_per_sm", ""),
                           tflops=row.get("tflops", float("nan")), pct=pct,
-                          note="explore " + row.get("error", "")[:50]))
+                          note="explore " + local + row.get("error", "")[:50]))
     return lines
 
 
