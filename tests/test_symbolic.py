@@ -188,14 +188,18 @@ def test_ingest_bound_steps_at_the_same_waves():
     # at efficiency 0.8 the busiest SM's panel traffic (one 128x128 tile per SM per wave, each
     # streaming 64 K-tiles of (128 + 128) x 64 fp16 elements) outlasts its math: the memory term is
     # waves * 64 * 256 * 64 * 2 bytes / (one SM's bandwidth), and it steps at the same wave boundaries
+    # (a profile with an L2 fast enough that only the SMs' own ingest limits the panel traffic)
     cfg = dataclasses.replace(BPS1, efficiency=0.8)
+    prof = calibration.Profile(l2_bandwidth_bytes_per_s=1e16, sm_bandwidth_bytes_per_s=60e9)
     dims = dict(m=4096, k=4096)
-    x, p = sweep(dims, cfg, H100, "n", 2, 4300)
+    x = np.arange(2, 4301)
+    p = wm.predict_latency(wm.Gemm(**(dims | {"n": x})), H100, backend=cfg, profile=prof)
     waves = -(-(32 * -(-x // 128)) // 132)
-    ingest_s = waves * 64 * 256 * 64 * 2 / calibration.profile_for(H100, cfg.name).sm_bandwidth(H100)
+    ingest_s = waves * 64 * 256 * 64 * 2 / 60e9
     np.testing.assert_allclose(p.memory_s, ingest_s, rtol=1e-12)
     assert np.all(p.memory_s > p.compute_s)
-    assert steps(dims, cfg, H100, "n", 2, 4300) == WAVES_132_FROM_32
+    assert symbolic.step_positions(wm.Gemm(4096, 1, 4096), cfg, H100, "n", 2, 4300,
+                                   profile=prof) == WAVES_132_FROM_32
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ CFG = wm.KernelConfig(name="t128", tile_m=128, tile_n=128, tile_k=32, threads=25
                       smem_per_block_bytes=65536, efficiency=0.5, tile_overhead_s=0.0, kernel_fixed_s=3e-6)
 SM_FP16 = 989.4e12 / 132
 DRAM_BW = 3.35e12
-L2_BW = 3.0 * DRAM_BW              # uncalibrated defaults (calibration.py)
-SM_BW = 2.5 * DRAM_BW / 132
+L2_BW = 48 * 132 * 1.98e9           # uncalibrated defaults (calibration.py): bytes per SM clock
+SM_BW = 64 * 1.98e9
 
 
 def test_full_waves_and_partial_last_wave():

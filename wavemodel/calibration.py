@@ -21,15 +21,17 @@ from .gpus import GPUSpec
 
 FITTED_FIELDS = ("efficiency", "tile_overhead_s", "kernel_fixed_s", "single_block_speedup",
                  "bandwidth_efficiency")
-L2_TO_DRAM_BANDWIDTH = 3.0      # uncalibrated: L2 -> SM bandwidth as a multiple of DRAM bandwidth
-SM_SHARE_OF_DRAM = 2.5          # uncalibrated: one SM can draw this many times its fair DRAM share
+# Uncalibrated L2 -> SM bandwidths in bytes per SM clock: one SM's L1 takes in up to 64 bytes per
+# clock; the L2 serves 5120 bytes per clock to A100's 108 SMs (NVIDIA A100 whitepaper), ~48 per SM.
+SM_INGEST_BYTES_PER_CLOCK = 64
+L2_BYTES_PER_CLOCK_PER_SM = 48
 
 
 @dataclass(frozen=True)
 class Profile:
     launch_overhead_s: float = 1.5e-6           # each extra kernel of a call (memset, split-K reduce)
-    l2_bandwidth_bytes_per_s: float = 0.0       # 0: L2_TO_DRAM_BANDWIDTH x DRAM bandwidth
-    sm_bandwidth_bytes_per_s: float = 0.0       # 0: SM_SHARE_OF_DRAM x DRAM bandwidth / SMs
+    l2_bandwidth_bytes_per_s: float = 0.0       # 0: L2_BYTES_PER_CLOCK_PER_SM x SMs x clock
+    sm_bandwidth_bytes_per_s: float = 0.0       # 0: SM_INGEST_BYTES_PER_CLOCK x clock
     families: dict = field(default_factory=dict, hash=False)  # family -> {field: value}
     configs: dict = field(default_factory=dict, hash=False)   # config name -> {field: value}
     calibrated: bool = False
@@ -44,11 +46,11 @@ class Profile:
         return dataclasses.replace(cfg, **values)
 
     def l2_bandwidth(self, gpu: GPUSpec) -> float:
-        return self.l2_bandwidth_bytes_per_s or L2_TO_DRAM_BANDWIDTH * gpu.dram_bandwidth_bytes_per_s
+        return self.l2_bandwidth_bytes_per_s or (
+            L2_BYTES_PER_CLOCK_PER_SM * gpu.sm_count * gpu.boost_clock_mhz * 1e6)
 
     def sm_bandwidth(self, gpu: GPUSpec) -> float:
-        return self.sm_bandwidth_bytes_per_s or (
-            SM_SHARE_OF_DRAM * gpu.dram_bandwidth_bytes_per_s / gpu.sm_count)
+        return self.sm_bandwidth_bytes_per_s or SM_INGEST_BYTES_PER_CLOCK * gpu.boost_clock_mhz * 1e6
 
 
 UNCALIBRATED = Profile()

@@ -13,8 +13,9 @@ For one kernel configuration the time of a call is
   partials written and read back; for a convolution the real activation, filter and output tensors)
   at ``bandwidth_efficiency`` of the DRAM bandwidth.
 - ``t_l2`` is the traffic into the SMs: every tile streams its A and B panels (``(tile_m + tile_n) x
-  K`` elements) out of L2, all tiles through the L2's bandwidth, and the busiest SM's tiles through
-  what one SM can ingest; so small tiles, few busy SMs and convolutions' re-read activations pay here.
+  K`` elements) out of L2, all tiles through the L2's bandwidth (panels a cluster shares are read
+  once and multicast), and the busiest SM's tiles through what one SM can ingest; so small tiles,
+  few busy SMs and convolutions' re-read activations pay here.
 - ``kernel_fixed`` is one kernel's launch (in a CUDA graph), start-up and drain.
 
 A library backend evaluates every configuration of its catalogue and runs the one its selection
@@ -90,6 +91,17 @@ def dram_bytes(shape: Gemm | Conv2d, split_k: int = 1):
     return total + mn * (8.0 * split_k) if split_k > 1 else total
 
 
+def panel_bytes_per_k_tile(cfg: KernelConfig, dtype: str) -> tuple[float, float]:
+    """Bytes of A and B panels one tile moves per K tile: (read out of L2, taken into its SM).
+
+    The CTAs of a cluster that share a panel get it by TMA multicast from one L2 read: the
+    ``cluster_n`` CTAs of a cluster row share their A panel, the ``cluster_m`` of a column their B panel.
+    """
+    in_b = DTYPE_IN_BYTES[dtype]
+    from_l2 = (cfg.tile_m / cfg.cluster_n + cfg.tile_n / cfg.cluster_m) * cfg.tile_k * in_b
+    return from_l2, float((cfg.tile_m + cfg.tile_n) * cfg.tile_k * in_b)
+
+
 def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibration.Profile,
                    shape: Gemm | Conv2d | None = None) -> dict:
     """Model terms (arrays broadcast over ``g``'s dimensions) for one configuration.
@@ -106,13 +118,12 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     slots = (ws.waves - 1) * bps + np.maximum(ws.tail_blocks_per_sm, alone)
     compute = t_tile * slots + ws.waves * cfg.tile_overhead_s
 
-    in_b = DTYPE_IN_BYTES[g.dtype]
     dram = dram_bytes(shape if shape is not None else g, cfg.split_k) / (
         gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
-    panel_bytes = k_iters * ((cfg.tile_m + cfg.tile_n) * cfg.tile_k * in_b)   # one tile's A and B panels
-    l2 = ws.tiles * panel_bytes / profile.l2_bandwidth(gpu)
+    from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype)
+    l2 = ws.tiles * k_iters * (from_l2 / profile.l2_bandwidth(gpu))
     busiest = (ws.waves - 1) * bps + ws.tail_blocks_per_sm                    # tiles on the busiest SM
-    ingest = busiest * panel_bytes / profile.sm_bandwidth(gpu)
+    ingest = busiest * k_iters * (into_sm / profile.sm_bandwidth(gpu))
     memory = np.maximum(dram, np.maximum(l2, ingest))
 
     extra = (cfg.extra_kernels + (cfg.split_k > 1)) * profile.launch_overhead_s
@@ -122,7 +133,7 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
             gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
     fixed = cfg.kernel_fixed_s + extra
     return dict(latency_s=fixed + np.maximum(compute, memory), compute_s=compute, memory_s=memory,
-                fixed_s=fixed, stats=ws)
+                dram_s=dram, l2_s=l2, ingest_s=ingest, fixed_s=fixed, stats=ws)
 
 
 def bound_of(compute_s, memory_s, fixed_s) -> np.ndarray | str:
@@ -202,6 +213,10 @@ def select(g: Gemm, configs, terms) -> np.ndarray:
         better = lat < best
         best = np.where(better, lat, best)
         choice = np.where(better, i, choice)
+    if not np.all(np.isfinite(best)):
+        need = min(c.alignment_elements for c in configs)
+        raise ValueError(f"n, k: every configuration of this backend needs N and K to be multiples of {need} "
+                         f"elements; the catalogue has no fallback for misaligned shapes")
     return choice
 
 

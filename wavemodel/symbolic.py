@@ -50,8 +50,8 @@ from . import calibration
 from .configs import KernelConfig
 from .gpus import GPUSpec
 from .gpus import gpu as lookup_gpu
-from .latency import candidate_configs, config_latency, dram_bytes, select
-from .shapes import DTYPE_IN_BYTES, Conv2d, Gemm, as_shape
+from .latency import candidate_configs, config_latency, dram_bytes, panel_bytes_per_k_tile, select
+from .shapes import Conv2d, Gemm, as_shape
 from .waves import wave_size
 
 FREE_DIMS = ("m", "n", "k")
@@ -125,9 +125,9 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     lone = sp.Float(bps / min(cfg.single_block_speedup, bps))
     compute = t_iter * k_iters * ((waves - 1) * bps + sp.Max(tail_bps, lone)) + waves * sp.Float(
         cfg.tile_overhead_s)
-    panel_bytes = k_iters * (cfg.tile_m + cfg.tile_n) * cfg.tile_k * DTYPE_IN_BYTES[g.dtype]
-    l2 = tiles * panel_bytes / sp.Float(profile.l2_bandwidth(gpu))
-    ingest = ((waves - 1) * bps + tail_bps) * panel_bytes / sp.Float(profile.sm_bandwidth(gpu))
+    from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype)
+    l2 = tiles * k_iters * sp.Float(from_l2 / profile.l2_bandwidth(gpu))
+    ingest = ((waves - 1) * bps + tail_bps) * k_iters * sp.Float(into_sm / profile.sm_bandwidth(gpu))
 
     x = np.array([1, 4099, 1 << 20], dtype=np.int64)
     shape_x = at(shape, free, x)
