@@ -58,3 +58,12 @@ def test_uneven_repetitions_are_flagged():
 
 def test_marker_names():
     assert P.is_marker(SLEEP) and P.is_marker("cudaSleepKernel") and not P.is_marker(NVJET)
+
+
+def test_launch_geometry_is_read_from_the_trace_args():
+    from wavemodel.hardware.profiler import launch_of
+
+    e = {"name": "nvjet_x", "args": {"grid": [132, 1, 1], "block": [384, 1, 1], "registers per thread": 168,
+                                     "shared memory": 213504}}
+    assert launch_of(e) == "132x1x1/384x1x1/r168/s213504"
+    assert launch_of({"name": "memset", "args": {}}) == ""

@@ -49,13 +49,13 @@ OWN_MAX_FLOPS = {"simt": 0.04e12, "tensor": 0.4e12}
 
 # how many shapes each part of the sweep has (the one place to resize the sweeps)
 SIZES = {
-    "cublas_random": {"fp16": (420, 150), "bf16": (160, 60), "fp32": (100, 40), "tf32": (100, 40),
-                      "fp8": (120, 0)},                 # (aligned, misaligned) per dtype
-    "cublas_random_batched": {"fp16": 80, "bf16": 30},
+    "cublas_random": {"fp16": (900, 300), "bf16": (300, 100), "fp32": (160, 60), "tf32": (160, 60),
+                      "fp8": (200, 0)},                 # (aligned, misaligned) per dtype
+    "cublas_random_batched": {"fp16": 160, "bf16": 60},
     "own_stair_points": {"n": 96, "m": 64, "k": 40},   # per own GEMM kernel
     "own_random": 200,                                  # per own kernel family, timed on every kernel of it
     "own_conv_stair_points": 40,                        # per layer in CONV_STAIRS
-    "cudnn_random": 160,
+    "cudnn_random": 320,
 }
 
 

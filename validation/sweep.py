@@ -44,7 +44,8 @@ from validation import shapesets as S  # noqa: E402
 GEMM_SHAPE = ("batch", "m", "n", "k")
 CONV_SHAPE = ("n", "c", "h", "w", "k", "r", "s", "stride", "padding")
 LATENCY = ("latency_us_median", "latency_us_p10", "latency_us_p90", "reps")
-EXTRA = ("set", "group", "pass", "host_overhead_us", "launches_per_graph", "rotation_sets", "kernel_us_cupti")
+EXTRA = ("set", "group", "pass", "host_overhead_us", "launches_per_graph", "rotation_sets", "kernel_us_cupti",
+         "kernel_launch")
 HEADERS = {
     "gemm": ("kernel", "backend", "dtype", *GEMM_SHAPE, *LATENCY, *EXTRA),
     "conv": ("kernel", "backend", "dtype", *CONV_SHAPE, *LATENCY, *EXTRA),

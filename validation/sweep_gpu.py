@@ -344,4 +344,5 @@ class Runner:
             if ck is not None:
                 result["kernel"] = ck.kernel
                 result["kernel_us_cupti"] = ck.kernel_us_median
+                result["kernel_launch"] = ";".join(ck.launches)
             yield job, result

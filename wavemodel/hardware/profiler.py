@@ -30,6 +30,7 @@ class CallKernels:
     names: tuple[str, ...]
     kernel_us_reps: tuple[float, ...]
     error: str = ""
+    launches: tuple[str, ...] = ()       # per kernel: "grid/block/registers/shared memory" (see launch_of)
 
     @property
     def kernel(self) -> str:
@@ -47,6 +48,20 @@ def is_marker(name: str) -> bool:
 
 def event_name(e: dict) -> str:
     return "memset" if e.get("cat") == "gpu_memset" else e["name"]
+
+
+def launch_of(e: dict) -> str:
+    """A kernel's launch geometry from its trace args: ``GXxGYxGZ/BXxBYxBZ/r<regs>/s<smem bytes>``.
+
+    The grid tells a split-K factor or a persistent kernel's CTA count; registers and shared memory
+    give its occupancy. Empty for memsets and where the profiler recorded nothing.
+    """
+    a = e.get("args", {})
+    grid, block = a.get("grid"), a.get("block")
+    if not grid or not block:
+        return ""
+    return (f"{'x'.join(str(v) for v in grid)}/{'x'.join(str(v) for v in block)}"
+            f"/r{a.get('registers per thread', '')}/s{a.get('shared memory', '')}")
 
 
 def device_events(trace: dict) -> list[dict]:
@@ -82,7 +97,7 @@ def split_reps(group: Sequence[dict], reps: int) -> CallKernels:
     chunks = [group[i * per:(i + 1) * per] for i in range(min(reps, len(group) // per))]
     names = tuple(event_name(e) for e in chunks[0])
     durs = tuple(float(sum(e.get("dur", 0.0) for e in c)) for c in chunks)
-    return CallKernels(names, durs, error=err)
+    return CallKernels(names, durs, error=err, launches=tuple(launch_of(e) for e in chunks[0]))
 
 
 def parse_trace(trace: dict, n_calls: int, reps: int = REPS) -> list[CallKernels]:
