@@ -20,12 +20,15 @@
 //
 // Configurations used by wavemodel (registry names in wavemodel/hardware/kernels.py; registers as
 // NVRTC 13.0 builds them for sm_90, blocks/SM on an H100):
-//   simt_f32_64x64    -DBM=64 -DBN=64 -DBK=8 -DMIN_BLOCKS=1      64 thr, 153 regs,  8448 B smem, 6 blocks/SM
-//   simt_f32_128x64   -DBM=128 -DBN=64 -DBK=8 -DMIN_BLOCKS=1    128 thr, 149 regs, 12544 B smem, 3 blocks/SM
-//   simt_f32_128x128  -DBM=128 -DBN=128 -DBK=8 -DMIN_BLOCKS=2   256 thr, 128 regs, 16640 B smem, 2 blocks/SM
+//   simt_f32_64x64    -DBM=64 -DBN=64 -DBK=8 -DMIN_BLOCKS=8      64 thr, 128 regs,  8448 B smem, 8 blocks/SM
+//   simt_f32_128x64   -DBM=128 -DBN=64 -DBK=8 -DMIN_BLOCKS=4    128 thr, 128 regs, 12544 B smem, 4 blocks/SM
+//   simt_f32_128x128  -DBM=128 -DBN=128 -DBK=16 -DMIN_BLOCKS=2  256 thr, 128 regs, 33280 B smem, 2 blocks/SM
 //   (all with -DTM=8 -DTN=8)
 //   MIN_BLOCKS (default 1) is the second __launch_bounds__ argument.
 //
+// Loads: thread t fetches the float4s at A rows t/(BK/4) + i*NTHREADS/(BK/4), column (t%(BK/4))*4
+// and B k-rows t/(BN/4) + i*NTHREADS/(BN/4), column (t%(BN/4))*4, through two pointers that advance
+// one K tile per step.
 // Shapes: any M, N, K >= 1. Global loads are float4 when the launcher says the operand is 16-byte
 // aligned (vec_a: K % 4 == 0 and A, stride_a 16-byte aligned; vec_b likewise with N), scalar
 // otherwise; every access is bounds-checked and out-of-range operands read as zero.

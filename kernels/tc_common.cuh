@@ -47,15 +47,15 @@ __device__ __forceinline__ u32 pack_half2(float lo, float hi) {
 }
 
 // Shared-memory layout of a tile whose rows are 32 halves (64 bytes = four 16-byte chunks), used
-// for the A tile (BM x 32, k contiguous) and for the conv filter tile (BN x 32): the chunk index is
+// for A tiles with BK = 32 (BM x 32, k contiguous) and for the conv filter tile (BN x 32): the chunk index is
 // XORed with bits 1..2 of the row so that the 8 rows an ldmatrix reads (and the 8 rows a warp's
 // cp.async writes) fall in 8 different 16-byte bank groups.
 __device__ __forceinline__ int swz_k32(int row, int chunk) {
     return row * 64 + ((chunk ^ ((row >> 1) & 3)) << 4);
 }
 
-// Layout of a tile whose rows are BN halves (BN/8 >= 8 chunks; the GEMM B tile, k-major): the low
-// three bits of the chunk index are XORed with the row's low three bits.
+// Layout of a tile whose rows hold >= 8 chunks (the GEMM B tile, BK x BN, and A tiles with BK = 64):
+// the low three bits of the chunk index are XORed with the row's low three bits.
 template <int ROW_BYTES>
 __device__ __forceinline__ int swz_wide(int row, int chunk) {
     return row * ROW_BYTES + ((chunk ^ (row & 7)) << 4);

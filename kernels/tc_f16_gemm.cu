@@ -4,27 +4,29 @@
 //   A[batch][M][K], B[batch][K][N], C[batch][M][N]; batch strides in elements (0 broadcasts).
 //
 // Tiling (one configuration per compiled module, selected with -D):
-//   BM x BN   CTA tile; BK = 32 (K tile, two k16 steps of mma.sync.m16n8k16)
+//   BM x BN   CTA tile; BK = 32 or 64 (K tile: BK/16 k16 steps of mma.sync.m16n8k16)
 //   WM x WN   warps per CTA along M and N; threads = WM * WN * 32; warp tile (BM/WM) x (BN/WN)
 //   STAGES    cp.async pipeline depth: STAGES-1 K tiles are in flight while one is multiplied
-//   smem      = STAGES * (BM + BN) * BK * 2 bytes, dynamic (A stage BM x 32 then B stage 32 x BN,
+//   smem      = STAGES * (BM + BN) * BK * 2 bytes, dynamic (A stage BM x BK then B stage BK x BN,
 //             XOR-swizzled 16-byte chunks: conflict-free cp.async stores and ldmatrix loads)
 //   MIN_BLOCKS  second __launch_bounds__ argument (register cap)
 //   raster    row-major: blockIdx.x = tile column (N), blockIdx.y = tile row (M), blockIdx.z =
-//             batch; one CTA per output tile, non-persistent, no split-K.
+//             batch; one CTA per output tile, non-persistent, no split-K. -DRASTER_GROUP=G (> 1,
+//             optional, unused by the registered kernels) maps the same grid to tiles in groups of
+//             G tile rows walked column by column (deterministic; the tiles and waves are unchanged).
 // Main loop (per K tile, as in CUTLASS's sm80 multistage mainloop): fragments of the next k16
 // step are loaded with ldmatrix (A) / ldmatrix.trans (B) while the current one is multiplied;
-// one cp.async.wait_group + __syncthreads per K tile, after which the stage read two tiles ago
-// is refilled with the tile STAGES-1 ahead.
+// one cp.async.wait_group + __syncthreads per K tile, after which the stage the previous K tile
+// was read from is refilled with the tile STAGES-1 ahead.
 //
 // Configurations used by wavemodel (registry names in wavemodel/hardware/kernels.py; registers as
 // NVRTC 13.0 builds them for sm_90, blocks/SM on an H100):
-//   tc_f16_128x128  -DBM=128 -DBN=128 -DWM=2 -DWN=2 -DSTAGES=4 -DMIN_BLOCKS=2  128 thr (64x64 warp tiles),
-//                   244 regs, 65536 B smem, 2 blocks/SM
-//   tc_f16_128x256  -DBM=128 -DBN=256 -DWM=2 -DWN=4 -DSTAGES=4 -DMIN_BLOCKS=1  256 thr (64x64),
-//                   236 regs, 98304 B smem, 1 block/SM
-//   tc_f16_256x128  -DBM=256 -DBN=128 -DWM=4 -DWN=2 -DSTAGES=4 -DMIN_BLOCKS=1  256 thr (64x64),
-//                   238 regs, 98304 B smem, 1 block/SM
+//   tc_f16_128x128  -DBM=128 -DBN=128 -DBK=32 -DWM=2 -DWN=2 -DSTAGES=4 -DMIN_BLOCKS=2  128 thr (64x64
+//                   warp tiles), 244 regs, 65536 B smem, 2 blocks/SM
+//   tc_f16_128x256  -DBM=128 -DBN=256 -DBK=64 -DWM=2 -DWN=4 -DSTAGES=3 -DMIN_BLOCKS=1  256 thr (64x64),
+//                   246 regs, 147456 B smem, 1 block/SM
+//   tc_f16_256x128  -DBM=256 -DBN=128 -DBK=32 -DWM=4 -DWN=2 -DSTAGES=3 -DMIN_BLOCKS=1  256 thr (64x64),
+//                   238 regs, 73728 B smem, 1 block/SM
 //
 // Shapes: any M >= 1; N and K must be multiples of 8 (16-byte cp.async chunks and 4-byte half2
 // stores; the launcher raises ValueError otherwise) and the operands 16-byte aligned. Rows beyond
