@@ -1,10 +1,13 @@
-"""Build the cuBLAS / cuDNN configuration catalogues from the kernel names a profiler reported.
+"""Build the cuBLAS / cuDNN configuration catalogues from the kernels a profiler saw run.
 
-Reads measured datasets (a ``kernel`` or ``kernels`` column of ';'-joined kernel names), parses each
-call's main kernel (``wavemodel.kernel_names``), counts configurations per dtype class and family, and
-writes ``wavemodel/data/configs/<backend>_sm90.toml`` with the most frequent configurations of each
-class. Split-K kernels get one configuration per split factor the profiler's grid showed (or 2, 4, 8
-when the grid is unknown).
+Reads measured datasets with a ``kernel`` column (';'-joined kernel names of one call) and a
+``kernel_launch`` column (each kernel's ``grid/block/r<regs>/s<smem>``), parses each call's main
+kernel (``wavemodel.kernel_names``), and counts configurations per dtype class and family. A
+configuration's threads, registers and shared memory are the ones it launched with (so occupancy is
+what the hardware had); split-K factors are read from the grid: CTAs launched over output tiles,
+capped by the SM count for persistent kernels. Writes ``wavemodel/data/configs/<backend>_sm90.toml``
+with, per class and family, the most frequent configurations, each split family with its most
+frequent split factors.
 
 Usage: PYTHONPATH=. python validation/build_catalogue.py --backend cublas DATA.csv [...] [--top 24]
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +25,12 @@ from pathlib import Path
 from wavemodel.kernel_names import KernelName, main_kernel
 
 IN_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1, "tf32": 4, "fp32": 4}
-SMEM_MAX = 232448 - 1024
+SM_COUNT = 132
 
 
 @dataclass(frozen=True)
 class Klass:
-    """A dtype class: which dtypes share a kernel family, and the alignment they need."""
+    """A dtype class: which dtypes share a kernel family, and whether they are 16-byte aligned."""
 
     name: str
     dtypes: tuple
@@ -34,32 +38,50 @@ class Klass:
 
 
 def klass_of(dtype: str, aligned: bool) -> Klass:
+    tag = "aligned" if aligned else "any"
     if dtype in ("fp16", "bf16"):
-        return Klass(f"half_{'aligned' if aligned else 'any'}", ("fp16", "bf16"), aligned)
-    return Klass(f"{dtype}_{'aligned' if aligned else 'any'}", (dtype,), aligned)
+        return Klass(f"half_{tag}", ("fp16", "bf16"), aligned)
+    return Klass(f"{dtype}_{tag}", (dtype,), aligned)
 
 
 def family_of(k: KernelName, klass: Klass, name: str) -> str:
     if k.family == "nvjet":
-        return "nvjet_splitk" if k.split_k else ("nvjet_fp8" if klass.dtypes == ("fp8",) else "nvjet")
+        return "nvjet_fp8" if klass.dtypes == ("fp8",) else "nvjet"
     if k.family == "xmma_conv":
         return "xmma_conv_sm90" if name.startswith("sm90") else "xmma_conv_sm80"
+    if k.family == "cutlass_conv":
+        return "cutlass_conv"
     if k.math == "simt":
         return "simt_f32"
     if klass.dtypes == ("tf32",):
         return "tf32_sm90" if name.startswith("sm90") else "tf32_sm80"
-    return f"{k.family}_align{min(k.alignment or 1, 8)}" if not klass.aligned else k.family
+    return "cutlass_fallback" if not klass.aligned else k.family
 
 
-def threads_of(k: KernelName, name: str) -> int:
-    if k.family in ("nvjet", "xmma_conv") and ("warpgroup" in name or k.family == "nvjet"):
-        return 384 if (k.cooperative or k.tile_m * k.tile_n >= 128 * 128) else 256
-    import re
+@dataclass(frozen=True)
+class Launch:
+    grid: int
+    threads: int
+    regs: int
+    smem: int
 
-    w = re.search(r"warpsize(\d+)x(\d+)x(\d+)", name)
-    if w:
-        return 32 * int(w[1]) * int(w[2]) * int(w[3])
-    return 256 if k.tile_m * k.tile_n >= 128 * 128 else 128
+
+def parse_launch(text: str) -> Launch | None:
+    try:
+        g, b, r, s = text.split("/")
+        grid = math.prod(int(v) for v in g.split("x"))
+        return Launch(grid, math.prod(int(v) for v in b.split("x")), int(r[1:]), int(s[1:]))
+    except (ValueError, IndexError):
+        return None
+
+
+def split_of(k: KernelName, launch: Launch, tiles: int, persistent: bool) -> int:
+    """Split-K factor a call ran with: its CTAs per output tile (1 when the grid says nothing more)."""
+    if tiles <= 0 or launch.grid <= tiles:
+        return 1
+    if persistent and launch.grid >= SM_COUNT - max(k.cluster_m * k.cluster_n, 1) + 1 and not k.split_k:
+        return 1
+    return max(1, launch.grid // tiles)
 
 
 def rows_of(paths):
@@ -68,16 +90,30 @@ def rows_of(paths):
             for r in csv.DictReader(f):
                 names = r.get("kernel") or r.get("kernels") or ""
                 library = r.get("backend", "cublas") in ("cublas", "cudnn")
-                if not names or names.startswith("ERROR") or not library:
-                    continue
-                yield r, names
+                if names and not names.startswith("ERROR") and library and r.get("pass", "1") == "1":
+                    yield r, names
+
+
+def tiles_of(r: dict, k: KernelName, conv: bool) -> int:
+    if conv:
+        n, h, w, kk = (int(r[x]) for x in ("n", "h", "w", "k"))
+        r_, s, st, pad = (int(r[x]) for x in ("r", "s", "stride", "padding"))
+        p = (h + 2 * pad - r_) // st + 1
+        q = (w + 2 * pad - s) // st + 1
+        m, nn, b = n * p * q, kk, 1
+    else:
+        m, nn, b = int(r["m"]), int(r["n"]), int(r.get("batch", 1))
+    return b * math.ceil(m / k.tile_m) * math.ceil(nn / k.tile_n)
 
 
 def collect(paths, conv: bool):
+    """Counts of (class, family, tile...) and, per key, the launches and split factors seen."""
     counts = collections.Counter()
-    examples = {}
-    for r, names in rows_of(paths):
-        name, k = main_kernel(names, conv)
+    launches = collections.defaultdict(collections.Counter)
+    splits = collections.defaultdict(collections.Counter)
+    names = {}
+    for r, kernel in rows_of(paths):
+        name, k = main_kernel(kernel, conv)
         if k.tile_m == 0:
             continue
         if conv:
@@ -86,47 +122,53 @@ def collect(paths, conv: bool):
             aligned = int(r["n"]) % 8 == 0 and int(r["k"]) % 8 == 0
         klass = klass_of(r["dtype"], aligned)
         fam = family_of(k, klass, name)
-        key = (klass, fam, k.tile_m, k.tile_n, k.tile_k, k.stages, k.cluster_m, k.cluster_n, k.math,
+        key = (klass, fam, k.tile_m, k.tile_n, k.tile_k, max(k.stages, 1), k.cluster_m, k.cluster_n, k.math,
                k.alignment)
         counts[key] += 1
-        examples.setdefault(key, (name, threads_of(k, name), "memset" in names.split(";")))
-    return counts, examples
+        names.setdefault(key, name)
+        geo = kernel.split(";").index(name)
+        geometry = (r.get("kernel_launch") or "").split(";")
+        launch = parse_launch(geometry[geo] if geo < len(geometry) else "")
+        if launch:
+            launches[key][(launch.threads, launch.regs, launch.smem)] += 1
+            persistent = fam.startswith("nvjet") or name.startswith("sm90")
+            splits[key][split_of(k, launch, tiles_of(r, k, conv), persistent)] += 1
+    return counts, launches, splits, names
 
 
-def toml_config(key, example, split, in_b) -> str:
-    klass, fam, tm, tn, tk, stages, cm, cn, math, align = key
-    name, threads, _ = example
-    stages = max(stages, 1)
-    smem = min(SMEM_MAX, stages * (tm + tn) * tk * in_b + 1024)
-    persistent = fam.startswith("nvjet") or fam.endswith("sm90")
-    need = 16 // in_b if klass.aligned else 1
+def config_toml(key, name, geometry, split, count) -> str:
+    klass, fam, tm, tn, tk, stages, cm, cn, math_unit, align = key
+    threads, regs, smem = geometry
+    persistent = fam.startswith("nvjet") or name.startswith("sm90")
+    need = 16 // IN_BYTES[klass.dtypes[0]] if klass.aligned else 1
     sk = f"_sk{split}" if split > 1 else ""
-    lines = [
+    return "\n".join([
+        f"# seen {count} times",
         "[[config]]",
-        f'name = "{fam}_{tm}x{tn}x{tk}_s{stages}_c{cm}x{cn}{sk}_{klass.name}"',
-        f'family = "{fam}"',
+        f'name = "{fam}_{tm}x{tn}x{tk}_s{stages}_c{cm}x{cn}_a{align or need}{sk}_{klass.name}"',
+        f'family = "{fam}{"_splitk" if split > 1 else ""}"',
         f"tile_m = {tm}", f"tile_n = {tn}", f"tile_k = {tk}", f"stages = {stages}",
         f"cluster_m = {cm}", f"cluster_n = {cn}", f"split_k = {split}",
-        f"threads = {threads}", f"regs_per_thread = {168 if persistent else 128}",
-        f"smem_per_block_bytes = {smem}", f'math = "{math}"',
-        f"dtypes = {list(klass.dtypes)}".replace("'", '"'),
+        f"threads = {threads}", f"regs_per_thread = {regs}", f"smem_per_block_bytes = {smem}",
+        f'math = "{math_unit}"', "dtypes = [" + ", ".join(f'"{d}"' for d in klass.dtypes) + "]",
         f"alignment_elements = {need}", f"persistent = {'true' if persistent else 'false'}",
-        f'source = "{name[:110]}"',
-    ]
-    return "\n".join(lines) + "\n"
+        f"only_misaligned = {'true' if (not klass.aligned and klass.dtypes != ('fp32',)) else 'false'}",
+        f'source = "{name[:120]}"', "",
+    ])
 
 
-def build(paths, backend: str, top: int, top_split: int = 6, splits=(2, 4, 8)) -> str:
+def build(paths, backend: str, top: int, top_split: int = 6, splits_per_tile: int = 4) -> str:
     conv = backend == "cudnn"
-    counts, examples = collect(paths, conv)
+    counts, launches, splits, names = collect(paths, conv)
     by_class = collections.defaultdict(list)
     for key, c in counts.items():
         by_class[(key[0].name, key[1])].append((c, key))
     out = [
-        f"# {backend} on sm_90 (H100, H200), built by validation/build_catalogue.py from the kernel names",
-        "# torch.profiler reported on an H100 (CUDA 13) for the datasets named below. Tiles are in the",
-        "# GEMM's row-major orientation (tile_m along M = output rows / pixels). One class per dtype group",
-        "# and alignment; per family, the most frequent configurations (count in the comment).",
+        f"# {backend} on sm_90 (H100, H200), built by validation/build_catalogue.py from the kernels",
+        "# torch.profiler saw run on an H100 (CUDA 13) in the datasets below: names give the tile, K tile,",
+        "# stages and cluster; the launch gives threads, registers, shared memory and split-K factor. Tiles",
+        "# are in the GEMM's row-major orientation (tile_m along M: output rows, or pixels of a conv).",
+        "# Per dtype class, alignment and family: the most frequent configurations (count in comments).",
         "# Sources: " + ", ".join(Path(p).name for p in paths),
         "",
         "[defaults]",
@@ -136,18 +178,29 @@ def build(paths, backend: str, top: int, top_split: int = 6, splits=(2, 4, 8)) -
     total = 0
     for (kname, fam), items in sorted(by_class.items()):
         items.sort(key=lambda x: -x[0])
-        kept = items[:top_split if fam == "nvjet_splitk" else top]
+        kept = items[:top]
         seen = sum(c for c, _ in items)
-        cover = sum(c for c, _ in kept)
-        out.append(f"# ---- {kname} / {fam}: {len(kept)} of {len(items)} configurations, "
-                   f"covering {cover} of {seen} calls")
+        out.append(f"# ---- {kname} / {fam}: {len(kept)} of {len(items)} configurations, covering "
+                   f"{sum(c for c, _ in kept)} of {seen} calls")
+        split_family = collections.Counter()
+        for _, key in items:
+            for s, c in splits[key].items():
+                if s > 1:
+                    split_family[s] += c
+        common_splits = sorted(s for s, _ in split_family.most_common(splits_per_tile))
+        split_calls = {key: sum(v for s, v in splits[key].items() if s > 1) for _, key in items}
+        ranked = sorted(split_calls, key=lambda k: -split_calls[k])
+        split_keys = [k for k in ranked if split_calls[k]][:top_split]
         for c, key in kept:
-            in_b = IN_BYTES[key[0].dtypes[0]]
-            for split in (splits if fam == "nvjet_splitk" else (1,)):
-                out.append(f"# seen {c} times")
-                out.append(toml_config(key, examples[key], split, in_b))
+            geometry = launches[key].most_common(1)[0][0] if launches[key] else (256, 128, 49152)
+            out.append(config_toml(key, names[key], geometry, 1, c))
+            total += 1
+        for key in split_keys:
+            geometry = launches[key].most_common(1)[0][0] if launches[key] else (256, 128, 49152)
+            for s in common_splits:
+                out.append(config_toml(key, names[key], geometry, s, splits[key].get(s, 0)))
                 total += 1
-    out.insert(5, f"# {total} configurations")
+    out.insert(6, f"# {total} configurations")
     return "\n".join(out)
 
 
@@ -156,10 +209,11 @@ def main() -> int:
     ap.add_argument("data", nargs="+")
     ap.add_argument("--backend", choices=("cublas", "cudnn"), required=True)
     ap.add_argument("--top", type=int, default=24, help="configurations kept per class and family")
-    ap.add_argument("--top-split", type=int, default=6, help="split-K tiles kept (each x 3 factors)")
+    ap.add_argument("--top-split", type=int, default=6, help="of those, how many also get split-K variants")
+    ap.add_argument("--splits", type=int, default=4, help="split factors per split-K tile (most frequent)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    text = build(args.data, args.backend, args.top, args.top_split)
+    text = build(args.data, args.backend, args.top, args.top_split, args.splits)
     out = args.out or f"wavemodel/data/configs/{args.backend}_sm90.toml"
     Path(out).write_text(text)
     print(f"wrote {out}")

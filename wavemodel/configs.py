@@ -37,7 +37,8 @@ class KernelConfig:
     split_k: int = 1
     math: str = "tensor"               # "tensor" (tensor cores) or "simt" (CUDA cores)
     dtypes: tuple = DTYPES             # input dtypes the kernel runs
-    alignment_elements: int = 1        # the kernel needs m, n, k to be multiples of this (1: any)
+    alignment_elements: int = 1        # the kernel needs N and K to be multiples of this (1: any)
+    only_misaligned: bool = False      # a fallback the library runs only where 16-byte alignment fails
     persistent: bool = False           # one CTA per SM slot looping over tiles (same wave arithmetic)
     efficiency: float = 0.7            # fraction of the SM's peak a saturated SM reaches in the main loop
     tile_overhead_s: float = 0.5e-6    # per wave: a tile's prologue, pipeline fill and epilogue

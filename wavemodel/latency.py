@@ -200,16 +200,20 @@ def predict_latency(shape, gpu_spec: GPUSpec | str = "h100-sxm", backend=None, *
 def select(g: Gemm, configs, terms) -> np.ndarray:
     """Index of the configuration the library runs, per shape.
 
-    The default rule: among the configurations whose alignment the shape meets, the one the model
-    predicts fastest (a library's heuristic aims at its fastest kernel).
+    The rule: among the configurations whose alignment the shape meets (and, where the operands are
+    16-byte aligned, not the library's misaligned fallbacks), the one the model predicts fastest. A
+    library's heuristic aims at its fastest kernel; cuDNN's benchmark mode times them and keeps it.
     """
     shape = np.broadcast_shapes(*(np.shape(t["latency_s"]) for t in terms))
     best = np.full(shape, np.inf)
     choice = np.zeros(shape, dtype=np.intp)
+    aligned16 = g.aligned(max(1, 16 // DTYPE_IN_BYTES[g.dtype]))
     for i, (c, t) in enumerate(zip(configs, terms, strict=True)):
         lat = t["latency_s"]
         if c.alignment_elements > 1:
             lat = np.where(g.aligned(c.alignment_elements), lat, np.inf)
+        if c.only_misaligned:
+            lat = np.where(aligned16, np.inf, lat)
         better = lat < best
         best = np.where(better, lat, best)
         choice = np.where(better, i, choice)
