@@ -173,6 +173,9 @@ def _tc(family, prefix, bm, bn, bk, wm, wn, stages, min_blocks) -> OwnKernel:
 # Tile choices: the fastest variant of each tile at 4096^3 on the H100 among those tried
 # (validation/selftest_kernels.py --explore): BK=16 for the 128x128 SIMT tile, register caps that
 # give 8 / 4 blocks per SM for the smaller SIMT tiles, BK=64 with 3 stages for 128x256.
+# Measured there (TFLOP/s; cuBLAS SGEMM 51.4, HGEMM 759): simt 64x64 38.5, 128x64 37.2, 128x128
+# 44.0; tc 128x128 404, 128x256 388-441, 256x128 394-421 (the spread is the timing position, see
+# the self-test's docstring); conv 3x3 (N=32, 56x56, C=K=128) 282 / 277 for 128x128 / 128x64.
 KERNELS: dict[str, OwnKernel] = {k.name: k for k in (
     _simt(64, 64, 8, 8),
     _simt(128, 64, 8, 4),
