@@ -328,10 +328,12 @@ def brute_staircase_steps(dims, gpu, free, lo, hi, backend):
     now, held = [], []
     for c in configs:
         t = config_latency(g, c, gpu, profile, g)
-        lat, comp, mem, fixed = (np.broadcast_to(t[key], x.shape) for key in (
-            "latency_s", "compute_s", "memory_s", "fixed_s"))
+        lat, comp, mem, fixed, memset = (np.broadcast_to(t[key], x.shape) for key in (
+            "latency_s", "compute_s", "memory_s", "fixed_s", "memset_s"))
         now.append(dict(latency_s=lat[1:]))
-        held.append(dict(latency_s=fixed[1:] + held_from_before(comp, mem, dram_s(g, c, gpu))))
+        # held from d - 1: the memset a persistent kernel adds from its second wave is quantised too
+        fixed_held = fixed[1:] - memset[1:] + memset[:-1]
+        held.append(dict(latency_s=fixed_held + held_from_before(comp, mem, dram_s(g, c, gpu))))
     pick = np.arange(x.size - 1)
     lat_now = np.stack([t["latency_s"] for t in now])[select(g_aligned, configs, now), pick]
     lat_held = np.stack([t["latency_s"] for t in held])[select(g_aligned, configs, held), pick]

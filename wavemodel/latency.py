@@ -4,6 +4,8 @@ For one kernel configuration the time of a call is
 
     kernel_fixed + max(t_compute, t_dram, t_l2) + extra kernels (memset, split-K reduce)
 
+(a persistent kernel with more tiles than CTAs launches a memset before it; split-K adds a reduction)
+
 - ``t_compute`` is the wave-quantised math time: every full wave takes ``bps * t_tile +
   tile_overhead`` (the SM's ``bps`` resident blocks share its math rate; ``t_tile`` is one tile's
   ``2*tile_m*tile_n*K`` FLOPs, K rounded up to whole K tiles, at ``efficiency`` of the SM's peak),
@@ -126,14 +128,17 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     ingest = busiest * k_iters * (into_sm / profile.sm_bandwidth(gpu))
     memory = np.maximum(dram, np.maximum(l2, ingest))
 
-    extra = (cfg.extra_kernels + (cfg.split_k > 1)) * profile.launch_overhead_s
+    # extra kernels: a split-K reduction; a persistent kernel with more tiles than CTAs first zeroes
+    # its tile counter with a memset (670 of the 671 memsets in the H100 cuBLAS data)
+    memset = (ws.waves > 1) * (cfg.persistent * profile.launch_overhead_s)
+    extra = (cfg.extra_kernels + (cfg.split_k > 1)) * profile.launch_overhead_s + memset
     if cfg.split_k > 1:   # the reduction kernel reads the fp32 partials and writes C
         mn = g.batch * np.asarray(g.m, dtype=np.float64) * g.n
         extra = extra + mn * (4.0 * cfg.split_k + DTYPE_OUT_BYTES[g.dtype]) / (
             gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
     fixed = cfg.kernel_fixed_s + extra
     return dict(latency_s=fixed + np.maximum(compute, memory), compute_s=compute, memory_s=memory,
-                dram_s=dram, l2_s=l2, ingest_s=ingest, fixed_s=fixed, stats=ws)
+                dram_s=dram, l2_s=l2, ingest_s=ingest, fixed_s=fixed, memset_s=memset, stats=ws)
 
 
 def bound_of(compute_s, memory_s, fixed_s) -> np.ndarray | str:

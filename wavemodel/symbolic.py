@@ -133,13 +133,18 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     shape_x = at(shape, free, x)
     dram_bw = gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency
     dram = _affine_line(dram_bytes(shape_x, cfg.split_k) / dram_bw, x, d, "DRAM traffic")
-    fixed = _affine_line(config_latency(_gemm(shape_x), cfg, gpu, profile, shape_x)["fixed_s"], x, d,
-                         "fixed time")
+    terms_x = config_latency(_gemm(shape_x), cfg, gpu, profile, shape_x)
+    # the fixed time is affine but for a persistent kernel's memset, launched from its second wave on
+    fixed_affine = _affine_line(terms_x["fixed_s"] - terms_x["memset_s"], x, d, "fixed time")
+    memset = sp.Float(profile.launch_overhead_s) * sp.Piecewise((1, waves > 1), (0, True)) if cfg.persistent \
+        else sp.Integer(0)
+    fixed = fixed_affine + memset
     memory = sp.Max(dram, l2, ingest)
     latency = fixed + sp.Piecewise((compute, compute >= memory), (memory, True))
     return dict(symbol=d, tiles=tiles, waves=waves, tail_blocks_per_sm=tail_bps, k_iters=k_iters,
                 compute_s=compute, l2_s=l2, ingest_s=ingest, dram_s=dram, memory_s=memory,
-                quantised_s=sp.Max(compute, l2, ingest), fixed_s=fixed, latency_s=latency)
+                quantised_s=sp.Max(compute, l2, ingest), fixed_s=fixed, fixed_affine_s=fixed_affine,
+                memset_s=memset, latency_s=latency)
 
 
 def latency_terms(shape, cfg: KernelConfig, gpu: GPUSpec | str, free: str = "n",
@@ -207,8 +212,10 @@ def _pieces(shape, cfg, gpu, free, profile, d: np.ndarray) -> dict:
     """At each ``d``: the quantised term ``S`` at ``d`` and ``d - 1``, ``D(d)`` and ``F(d)``."""
     t = _terms(shape, cfg, gpu, free, profile)
     quantised = lambdify(t["symbol"], t["quantised_s"])
+    memset = lambdify(t["symbol"], t["memset_s"])
+    affine = lambdify(t["symbol"], t["fixed_affine_s"])(d)
     return dict(s_now=quantised(d), s_before=quantised(d - 1), dram=lambdify(t["symbol"], t["dram_s"])(d),
-                fixed=lambdify(t["symbol"], t["fixed_s"])(d))
+                fixed=affine + memset(d), fixed_before=affine + memset(d - 1))
 
 
 def _step_positions(shape, cfg, gpu, free, lo, hi, profile) -> list[int]:
@@ -216,7 +223,7 @@ def _step_positions(shape, cfg, gpu, free, lo, hi, profile) -> list[int]:
     if d.size == 0:
         return []
     p = _pieces(shape, cfg, gpu, free, profile, d)
-    step = (p["s_now"] > p["s_before"]) & (p["s_now"] > p["dram"])
+    step = ((p["s_now"] > p["s_before"]) & (p["s_now"] > p["dram"])) | (p["fixed"] > p["fixed_before"])
     return [int(x) for x in d[step]]
 
 
@@ -260,7 +267,7 @@ def staircase_steps(shape, gpu: GPUSpec | str, free: str, lo: int, hi: int, back
     for c in configs:
         p = _pieces(shape, c, gpu, free, profile, d)
         now.append(dict(latency_s=p["fixed"] + np.maximum(p["s_now"], p["dram"])))
-        held.append(dict(latency_s=p["fixed"] + np.maximum(p["s_before"], p["dram"])))
+        held.append(dict(latency_s=p["fixed_before"] + np.maximum(p["s_before"], p["dram"])))
     pick = np.arange(d.size)
     lat_now = np.stack([t["latency_s"] for t in now])[select(g_sel, configs, now), pick]
     lat_held = np.stack([t["latency_s"] for t in held])[select(g_sel, configs, held), pick]
