@@ -41,10 +41,11 @@ class KernelConfig:
     only_misaligned: bool = False      # a fallback the library runs only where 16-byte alignment fails
     persistent: bool = False           # one CTA per SM slot looping over tiles (same wave arithmetic)
     efficiency: float = 0.7            # fraction of the SM's peak a saturated SM reaches in the main loop
-    tile_overhead_s: float = 0.5e-6    # per wave: a tile's prologue, pipeline fill and epilogue
+    tile_overhead_s: float = 0.5e-6    # per tile on the busiest SM: prologue, pipeline fill, epilogue
     kernel_fixed_s: float = 2.5e-6     # per kernel: launch in a graph, start-up and drain
     single_block_speedup: float = 1.0  # how much faster a block runs alone on an SM than among bps blocks
     bandwidth_efficiency: float = 0.85  # fraction of DRAM bandwidth the kernel's streams reach
+    store_bytes_per_s: float = 0.0     # one SM's epilogue store rate for C (0: the epilogue is free)
     extra_kernels: int = 0             # kernels launched beside the main one every call (e.g. a memset)
     kind: str = "gemm"                 # "gemm" or "conv" (implicit GEMM)
     family: str = ""                   # calibration group: configurations of a family share parameters
@@ -64,6 +65,8 @@ class KernelConfig:
             raise ValueError(f"math: {self.math!r} is not one of {', '.join(MATH_UNITS)}")
         if not 0 < self.efficiency <= 1:
             raise ValueError(f"efficiency: must be in (0, 1], got {self.efficiency!r}")
+        if self.store_bytes_per_s < 0:
+            raise ValueError(f"store_bytes_per_s: must be >= 0, got {self.store_bytes_per_s!r}")
         if not 0 < self.bandwidth_efficiency <= 1:
             raise ValueError(f"bandwidth_efficiency: must be in (0, 1], got {self.bandwidth_efficiency!r}")
         for name in ("tile_overhead_s", "kernel_fixed_s"):

@@ -25,7 +25,7 @@ BOUNDS = {   # physical ranges: a fit that leaves them is a model error, not a r
     "launch_overhead_s": (1e-7, 2e-5), "l2_bandwidth_bytes_per_s": (1e11, 1e14),
     "sm_bandwidth_bytes_per_s": (1e9, 1e12), "efficiency": (0.02, 1.0), "tile_overhead_s": (1e-9, 2e-5),
     "kernel_fixed_s": (1e-7, 2e-5), "bandwidth_efficiency": (0.2, 1.0),
-    "single_block_speedup": (1.0, 8.0),
+    "single_block_speedup": (1.0, 8.0), "store_bytes_per_s": (1e9, 1e13),
 }
 
 
@@ -35,6 +35,7 @@ class Group:
 
     shape: Gemm | Conv2d
     measured_s: np.ndarray
+    backend: object = None             # this group's backend (default: fit_profile's)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ def _unpack(x: np.ndarray, names: Sequence[tuple[str, str]], start: Profile) -> 
 
 def relative_errors(groups: Sequence[Group], gpu: GPUSpec, backend, profile: Profile) -> np.ndarray:
     return np.concatenate([
-        np.ravel(predict_latency(gr.shape, gpu, backend, profile=profile).latency_s) / gr.measured_s - 1.0
+        np.ravel(predict_latency(gr.shape, gpu, gr.backend or backend, profile=profile).latency_s)
+        / gr.measured_s - 1.0
         for gr in groups
     ])
 
@@ -80,7 +82,7 @@ def fit_profile(groups: Sequence[Group], gpu: GPUSpec, backend, *, families: Seq
                              sm_bandwidth_bytes_per_s=2.5 * bw / gpu.sm_count)
     initial = initial or {}
     defaults = {"efficiency": 0.7, "tile_overhead_s": 0.5e-6, "kernel_fixed_s": 2.5e-6,
-                "bandwidth_efficiency": 0.85, "single_block_speedup": 1.5}
+                "bandwidth_efficiency": 0.85, "single_block_speedup": 1.5, "store_bytes_per_s": 50e9}
     names, x0 = [], []
     for p in free_gpu:
         names.append(("", p))
@@ -111,11 +113,15 @@ def fit_profile(groups: Sequence[Group], gpu: GPUSpec, backend, *, families: Seq
             xj[j] = xj[j] + h if xj[j] + h <= hi[j] else xj[j] - h
             jac[:, j] = (residuals(xj) - r) / (xj[j] - x[j])
         w = 1.0 / np.sqrt(1 + (r / soft_scale) ** 2)          # IRLS weights of the soft-L1 loss
-        a = jac.T @ (w[:, None] * jac)
         g = jac.T @ (w * r)
+        # projected step: a parameter on a bound that the gradient pushes outward stays there
+        free = ~(((x <= lo + 1e-12) & (g > 0)) | ((x >= hi - 1e-12) & (g < 0)))
+        jf = jac[:, free]
+        a = jf.T @ (w[:, None] * jf)
         improved = False
-        for _ in range(8):
-            step = np.linalg.solve(a + lam * np.diag(np.diag(a) + 1e-12), -g)
+        for _ in range(10):
+            step = np.zeros_like(x)
+            step[free] = np.linalg.solve(a + lam * np.diag(np.diag(a) + 1e-12), -g[free])
             x_new = np.clip(x + step, lo, hi)
             r_new = residuals(x_new)
             c_new = cost(r_new)

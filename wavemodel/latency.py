@@ -81,7 +81,10 @@ def dram_bytes(shape: Gemm | Conv2d, split_k: int = 1):
     f = np.float64
     if isinstance(shape, Conv2d):
         n = np.asarray(shape.n, dtype=f)
-        inputs = n * shape.h * shape.w * shape.c + np.asarray(shape.k, dtype=f) * shape.r * shape.s * (
+        # a strided filter narrower than its stride skips input rows and columns (1x1, stride 2: a quarter)
+        rows = np.minimum(shape.h, shape.p * np.minimum(shape.dilation * (shape.r - 1) + 1, shape.stride))
+        cols = np.minimum(shape.w, shape.q * np.minimum(shape.dilation * (shape.s - 1) + 1, shape.stride))
+        inputs = n * rows * cols * shape.c + np.asarray(shape.k, dtype=f) * shape.r * shape.s * (
             np.asarray(shape.c, dtype=f) / shape.groups)
         outputs = n * shape.p * shape.q * shape.k
         mn = outputs
@@ -118,13 +121,16 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     t_tile = k_iters * (2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency))
     alone = bps / min(cfg.single_block_speedup, bps)        # a lone block's time, in t_tile units
     slots = (ws.waves - 1) * bps + np.maximum(ws.tail_blocks_per_sm, alone)
-    compute = t_tile * slots + ws.waves * cfg.tile_overhead_s
+    busiest = (ws.waves - 1) * bps + ws.tail_blocks_per_sm                    # tiles on the busiest SM
+    compute = t_tile * slots + busiest * cfg.tile_overhead_s                  # each pays its prologue
+    if cfg.store_bytes_per_s:   # each of its tiles stores its valid part of C after its main loop
+        valid = np.minimum(cfg.tile_m, g.m) * np.minimum(cfg.tile_n, g.n) * DTYPE_OUT_BYTES[g.dtype]
+        compute = compute + busiest * valid / cfg.store_bytes_per_s
 
     dram = dram_bytes(shape if shape is not None else g, cfg.split_k) / (
         gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
     from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype)
     l2 = ws.tiles * k_iters * (from_l2 / profile.l2_bandwidth(gpu))
-    busiest = (ws.waves - 1) * bps + ws.tail_blocks_per_sm                    # tiles on the busiest SM
     ingest = busiest * k_iters * (into_sm / profile.sm_bandwidth(gpu))
     memory = np.maximum(dram, np.maximum(l2, ingest))
 

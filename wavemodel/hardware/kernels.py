@@ -91,7 +91,7 @@ class OwnKernel:
             threads=self.threads, regs_per_thread=regs_per_thread,
             smem_per_block_bytes=static_smem_bytes + self.dynamic_smem_bytes, stages=self.stages,
             math=self.math, dtypes=(self.dtype,), alignment_elements=self.alignment_elements,
-            kind=self.kind, source=f"kernels/{self.source_file} {' '.join(self.options)}",
+            kind=self.kind, family=self.name, source=f"kernels/{self.source_file} {' '.join(self.options)}",
         )
 
     # ------------------------------------------------------------------ device side
