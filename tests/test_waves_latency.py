@@ -152,3 +152,19 @@ def test_conv_dram_traffic_counts_real_tensors_not_the_replicated_implicit_gemm(
     assert dram_bytes(c) == expected
     g = c.gemm()                                  # its implicit GEMM reads A = 9 x the activations
     assert dram_bytes(g) == (g.m * g.k + g.k * g.n + g.m * g.n) * 2 > 4 * expected
+
+
+def test_a_conv_library_runs_its_gemm_kernels_only_on_plain_gemm_convs():
+    gemm_only = wm.KernelConfig(name="g", tile_m=128, tile_n=128, tile_k=64, threads=256, regs_per_thread=128,
+                                smem_per_block_bytes=65536, efficiency=1.0, plain_gemm_only=True)
+    slow_conv = wm.KernelConfig(name="c", tile_m=128, tile_n=128, tile_k=64, threads=256, regs_per_thread=128,
+                                smem_per_block_bytes=65536, efficiency=0.1)
+    from wavemodel.calibration import UNCALIBRATED
+    from wavemodel.latency import _Shared, config_latency, select
+
+    conv = wm.Conv2d(n=np.array([8, 8]), c=64, h=28, w=28, k=64, r=np.array([3, 1]), s=np.array([3, 1]),
+                     padding=np.array([1, 0]))
+    g = conv.gemm()
+    terms = [config_latency(g, c, H100, UNCALIBRATED, conv, _Shared(g, conv)) for c in (gemm_only, slow_conv)]
+    assert np.all(terms[0]["latency_s"] < terms[1]["latency_s"])    # the GEMM kernel would win both
+    assert list(select(g, (gemm_only, slow_conv), terms, conv)) == [1, 0]   # 3x3: the conv kernel

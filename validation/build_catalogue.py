@@ -84,13 +84,17 @@ def split_of(k: KernelName, launch: Launch, tiles: int, persistent: bool) -> int
     return max(1, launch.grid // tiles)
 
 
-def rows_of(paths):
+def rows_of(paths, only_set: str | None = "calibration"):
+    """Library rows with kernel names; by default only the calibration set (the catalogue is part of
+    the model, so shapes held out for evaluation must not shape it)."""
     for p in paths:
         with open(p, newline="") as f:
             for r in csv.DictReader(f):
                 names = r.get("kernel") or r.get("kernels") or ""
                 library = r.get("backend", "cublas") in ("cublas", "cudnn")
-                if names and not names.startswith("ERROR") and library and r.get("pass", "1") == "1":
+                in_set = only_set is None or r.get("set", only_set) == only_set
+                first_pass = r.get("pass", "1") == "1"
+                if names and not names.startswith("ERROR") and library and first_pass and in_set:
                     yield r, names
 
 
@@ -106,13 +110,13 @@ def tiles_of(r: dict, k: KernelName, conv: bool) -> int:
     return b * math.ceil(m / k.tile_m) * math.ceil(nn / k.tile_n)
 
 
-def collect(paths, conv: bool):
+def collect(paths, conv: bool, only_set: str | None = "calibration"):
     """Counts of (class, family, tile...) and, per key, the launches and split factors seen."""
     counts = collections.Counter()
     launches = collections.defaultdict(collections.Counter)
     splits = collections.defaultdict(collections.Counter)
     names = {}
-    for r, kernel in rows_of(paths):
+    for r, kernel in rows_of(paths, only_set):
         name, k = main_kernel(kernel, conv)
         if k.tile_m == 0:
             continue
@@ -136,16 +140,18 @@ def collect(paths, conv: bool):
     return counts, launches, splits, names
 
 
-def config_toml(key, name, geometry, split, count) -> str:
+def config_toml(key, name, geometry, split, count, variant: int = 0) -> str:
     klass, fam, tm, tn, tk, stages, cm, cn, math_unit, align = key
     threads, regs, smem = geometry
     persistent = fam.startswith("nvjet") or name.startswith("sm90")
     need = 16 // IN_BYTES[klass.dtypes[0]] if klass.aligned else 1
     sk = f"_sk{split}" if split > 1 else ""
+    plain = fam.startswith("nvjet") and name.endswith(("TNN", "TNT"))   # cuDNN calling a GEMM kernel
     return "\n".join([
         f"# seen {count} times",
         "[[config]]",
-        f'name = "{fam}_{tm}x{tn}x{tk}_s{stages}_c{cm}x{cn}_a{align or need}{sk}_{klass.name}"',
+        f'name = "{fam}_{tm}x{tn}x{tk}_s{stages}_c{cm}x{cn}_a{align or need}{sk}_{klass.name}'
+        + (f'_v{variant + 1}"' if variant else '"'),
         f'family = "{fam}{"_splitk" if split > 1 else ""}"',
         f"tile_m = {tm}", f"tile_n = {tn}", f"tile_k = {tk}", f"stages = {stages}",
         f"cluster_m = {cm}", f"cluster_n = {cn}", f"split_k = {split}",
@@ -153,13 +159,15 @@ def config_toml(key, name, geometry, split, count) -> str:
         f'math = "{math_unit}"', "dtypes = [" + ", ".join(f'"{d}"' for d in klass.dtypes) + "]",
         f"alignment_elements = {need}", f"persistent = {'true' if persistent else 'false'}",
         f"only_misaligned = {'true' if (not klass.aligned and klass.dtypes != ('fp32',)) else 'false'}",
+        f"plain_gemm_only = {'true' if plain else 'false'}",
         f'source = "{name[:120]}"', "",
     ])
 
 
-def build(paths, backend: str, top: int, top_split: int = 6, splits_per_tile: int = 4) -> str:
+def build(paths, backend: str, top: int, top_split: int = 6, splits_per_tile: int = 4,
+          only_set: str | None = "calibration") -> str:
     conv = backend == "cudnn"
-    counts, launches, splits, names = collect(paths, conv)
+    counts, launches, splits, names = collect(paths, conv, only_set)
     by_class = collections.defaultdict(list)
     for key, c in counts.items():
         by_class[(key[0].name, key[1])].append((c, key))
@@ -169,12 +177,22 @@ def build(paths, backend: str, top: int, top_split: int = 6, splits_per_tile: in
         "# stages and cluster; the launch gives threads, registers, shared memory and split-K factor. Tiles",
         "# are in the GEMM's row-major orientation (tile_m along M: output rows, or pixels of a conv).",
         "# Per dtype class, alignment and family: the most frequent configurations (count in comments).",
-        "# Sources: " + ", ".join(Path(p).name for p in paths),
+        "# Sources: " + ", ".join(Path(p).name for p in paths)
+        + (f" (rows of the {only_set} set only)" if only_set else ""),
         "",
         "[defaults]",
         f'kind = "{"conv" if conv else "gemm"}"',
         "",
     ]
+    # keys that differ only in what a name does not show (e.g. xmma's indexed and indexed_wo_smem
+    # kernels) get numbered variants
+    seen_names: dict = collections.Counter()
+    variants = {}
+    for key in sorted(counts, key=lambda k: -counts[k]):
+        klass, fam, tm, tn, tk, stages, cm, cn, _, align = key
+        short = (klass.name, fam, tm, tn, tk, stages, cm, cn, align or 16 // IN_BYTES[klass.dtypes[0]])
+        variants[key] = seen_names[short]
+        seen_names[short] += 1
     total = 0
     for (kname, fam), items in sorted(by_class.items()):
         items.sort(key=lambda x: -x[0])
@@ -193,12 +211,12 @@ def build(paths, backend: str, top: int, top_split: int = 6, splits_per_tile: in
         split_keys = [k for k in ranked if split_calls[k]][:top_split]
         for c, key in kept:
             geometry = launches[key].most_common(1)[0][0] if launches[key] else (256, 128, 49152)
-            out.append(config_toml(key, names[key], geometry, 1, c))
+            out.append(config_toml(key, names[key], geometry, 1, c, variants[key]))
             total += 1
         for key in split_keys:
             geometry = launches[key].most_common(1)[0][0] if launches[key] else (256, 128, 49152)
             for s in common_splits:
-                out.append(config_toml(key, names[key], geometry, s, splits[key].get(s, 0)))
+                out.append(config_toml(key, names[key], geometry, s, splits[key].get(s, 0), variants[key]))
                 total += 1
     out.insert(6, f"# {total} configurations")
     return "\n".join(out)

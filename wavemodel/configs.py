@@ -39,6 +39,7 @@ class KernelConfig:
     dtypes: tuple = DTYPES             # input dtypes the kernel runs
     alignment_elements: int = 1        # the kernel needs N and K to be multiples of this (1: any)
     only_misaligned: bool = False      # a fallback the library runs only where 16-byte alignment fails
+    plain_gemm_only: bool = False      # a GEMM kernel a conv library runs only for 1x1, stride-1 convs
     persistent: bool = False           # one CTA per SM slot looping over tiles (same wave arithmetic)
     efficiency: float = 0.7            # fraction of the SM's peak a saturated SM reaches in the main loop
     tile_overhead_s: float = 0.5e-6    # per tile on the busiest SM: prologue, pipeline fill, epilogue

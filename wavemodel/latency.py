@@ -35,7 +35,7 @@ from .configs import KernelConfig, library_configs, own_kernels
 from .gpus import GPUSpec
 from .gpus import gpu as lookup_gpu
 from .shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES, Conv2d, Gemm, as_shape
-from .waves import ceil_div, wave_stats
+from .waves import WaveStats, wave_size
 
 BOUNDS = ("compute", "memory", "latency")
 LIBRARY_BACKENDS = ("cublas", "cudnn")
@@ -107,40 +107,80 @@ def panel_bytes_per_k_tile(cfg: KernelConfig, dtype: str) -> tuple[float, float]
     return from_l2, float((cfg.tile_m + cfg.tile_n) * cfg.tile_k * in_b)
 
 
+class _Shared:
+    """Per-call quantities every configuration reuses: float views of the dimensions (integers are
+    exact in float64 far beyond any GEMM dimension, and numpy divides floats much faster than ints)
+    and memoised tile counts, K iterations and DRAM bytes."""
+
+    def __init__(self, g: Gemm, shape: Gemm | Conv2d):
+        f = np.float64
+        self.g, self.shape = g, shape
+        self.m, self.n, self.k, self.batch = (np.asarray(x, dtype=f) for x in (g.m, g.n, g.k, g.batch))
+        self._memo: dict = {}
+
+    def memo(self, key, make):
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+    def tiles(self, dim: str, tile: int, cluster: int):
+        x = getattr(self, dim)
+        return self.memo((dim, tile, cluster), lambda: np.ceil(np.ceil(x / tile) / cluster) * cluster)
+
+    def k_iters(self, split: int, tile_k: int):
+        return self.memo(("k", split, tile_k), lambda: np.ceil(np.ceil(self.k / split) / tile_k))
+
+    def dram_bytes(self, split: int):
+        return self.memo(("dram", split), lambda: dram_bytes(self.shape, split))
+
+    def outputs(self):
+        return self.memo("mn", lambda: self.batch * self.m * self.n)
+
+
 def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibration.Profile,
-                   shape: Gemm | Conv2d | None = None) -> dict:
+                   shape: Gemm | Conv2d | None = None, shared: _Shared | None = None) -> dict:
     """Model terms (arrays broadcast over ``g``'s dimensions) for one configuration.
 
     ``g`` is the GEMM the kernel runs (a convolution's implicit GEMM); ``shape`` the problem as the
-    user gave it, for its DRAM footprint (defaults to ``g``).
+    user gave it, for its DRAM footprint (defaults to ``g``). ``shared`` carries quantities reused
+    across the configurations of one call.
     """
-    ws = wave_stats(g.m, g.n, g.batch, cfg, gpu)
-    bps = ws.blocks_per_sm
+    sh = shared or _Shared(g, shape if shape is not None else g)
+    bps = cfg.occupancy(gpu).blocks_per_sm
+    size = wave_size(cfg, gpu)
+    tiles = sh.tiles("m", cfg.tile_m, cfg.cluster_m) * sh.tiles("n", cfg.tile_n, cfg.cluster_n) * (
+        sh.batch * cfg.split_k)
+    waves = np.ceil(tiles / size)
+    tail = tiles - (waves - 1) * size
+    ws = WaveStats(m=g.m, n=g.n, tile_m=cfg.tile_m, tile_n=cfg.tile_n, sm_count=gpu.sm_count,
+                   tiles_m=None, tiles_n=None, tiles=tiles, blocks_per_sm=bps, wave_size=size, waves=waves,
+                   tail_tiles=tail)
+    tail_bps = np.ceil(tail / gpu.sm_count)
     sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
-    k_iters = ceil_div(ceil_div(g.k, cfg.split_k), cfg.tile_k)
+    k_iters = sh.k_iters(cfg.split_k, cfg.tile_k)
     t_tile = k_iters * (2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency))
     alone = bps / min(cfg.single_block_speedup, bps)        # a lone block's time, in t_tile units
-    slots = (ws.waves - 1) * bps + np.maximum(ws.tail_blocks_per_sm, alone)
-    busiest = (ws.waves - 1) * bps + ws.tail_blocks_per_sm                    # tiles on the busiest SM
-    compute = t_tile * slots + busiest * cfg.tile_overhead_s                  # each pays its prologue
+    busiest = (waves - 1) * bps + tail_bps                  # tiles on the busiest SM
+    slots = busiest if alone <= 1 else (waves - 1) * bps + np.maximum(tail_bps, alone)
+    compute = t_tile * slots
+    if cfg.tile_overhead_s:                                 # each tile pays its prologue and epilogue
+        compute = compute + busiest * cfg.tile_overhead_s
     if cfg.store_bytes_per_s:   # each of its tiles stores its valid part of C after its main loop
-        valid = np.minimum(cfg.tile_m, g.m) * np.minimum(cfg.tile_n, g.n) * DTYPE_OUT_BYTES[g.dtype]
+        valid = np.minimum(cfg.tile_m, sh.m) * np.minimum(cfg.tile_n, sh.n) * DTYPE_OUT_BYTES[g.dtype]
         compute = compute + busiest * valid / cfg.store_bytes_per_s
 
-    dram = dram_bytes(shape if shape is not None else g, cfg.split_k) / (
-        gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
+    dram = sh.dram_bytes(cfg.split_k) / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
     from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype)
-    l2 = ws.tiles * k_iters * (from_l2 / profile.l2_bandwidth(gpu))
+    l2 = tiles * k_iters * (from_l2 / profile.l2_bandwidth(gpu))
     ingest = busiest * k_iters * (into_sm / profile.sm_bandwidth(gpu))
     memory = np.maximum(dram, np.maximum(l2, ingest))
 
     # extra kernels: a split-K reduction; a persistent kernel with more tiles than CTAs first zeroes
     # its tile counter with a memset (670 of the 671 memsets in the H100 cuBLAS data)
-    memset = (ws.waves > 1) * (cfg.persistent * profile.launch_overhead_s)
+    memset = (waves > 1) * (cfg.persistent * profile.launch_overhead_s)
     extra = (cfg.extra_kernels + (cfg.split_k > 1)) * profile.launch_overhead_s + memset
     if cfg.split_k > 1:   # the reduction kernel reads the fp32 partials and writes C
-        mn = g.batch * np.asarray(g.m, dtype=np.float64) * g.n
-        extra = extra + mn * (4.0 * cfg.split_k + DTYPE_OUT_BYTES[g.dtype]) / (
+        extra = extra + sh.outputs() * (4.0 * cfg.split_k + DTYPE_OUT_BYTES[g.dtype]) / (
             gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
     fixed = cfg.kernel_fixed_s + extra
     return dict(latency_s=fixed + np.maximum(compute, memory), compute_s=compute, memory_s=memory,
@@ -200,31 +240,48 @@ def predict_latency(shape, gpu_spec: GPUSpec | str = "h100-sxm", backend=None, *
     configs = tuple(profile.apply(c) for c in candidate_configs(backend, gpu, g.dtype))
     for cfg in configs:
         cfg.occupancy(gpu)                    # raises ValueError if the configuration cannot fit
-    terms = [config_latency(g, c, gpu, profile, shape) for c in configs]
+    shared = _Shared(g, shape)
+    terms = [config_latency(g, c, gpu, profile, shape, shared) for c in configs]
     if len(configs) == 1:
         choice = np.zeros(np.shape(terms[0]["latency_s"]), dtype=np.intp)
     else:
-        choice = select(g, configs, terms)
+        choice = select(g, configs, terms, shape)
     return _assemble(g, configs, terms, choice, name, profile.calibrated)
 
 
-def select(g: Gemm, configs, terms) -> np.ndarray:
+def plain_gemm(shape: Gemm | Conv2d):
+    """True where a convolution is a plain GEMM (1x1 filter, stride 1, no padding); always for a GEMM."""
+    if not isinstance(shape, Conv2d):
+        return True
+    return (np.asarray(shape.r) == 1) & (np.asarray(shape.s) == 1) & (np.asarray(shape.stride) == 1) & (
+        np.asarray(shape.padding) == 0)
+
+
+def select(g: Gemm, configs, terms, shape: Gemm | Conv2d | None = None) -> np.ndarray:
     """Index of the configuration the library runs, per shape.
 
     The rule: among the configurations whose alignment the shape meets (and, where the operands are
     16-byte aligned, not the library's misaligned fallbacks), the one the model predicts fastest. A
     library's heuristic aims at its fastest kernel; cuDNN's benchmark mode times them and keeps it.
     """
-    shape = np.broadcast_shapes(*(np.shape(t["latency_s"]) for t in terms))
-    best = np.full(shape, np.inf)
-    choice = np.zeros(shape, dtype=np.intp)
-    aligned16 = g.aligned(max(1, 16 // DTYPE_IN_BYTES[g.dtype]))
+    out_shape = np.broadcast_shapes(*(np.shape(t["latency_s"]) for t in terms))
+    best = np.full(out_shape, np.inf)
+    choice = np.zeros(out_shape, dtype=np.intp)
+    masks: dict = {}
+
+    def aligned(elements: int):
+        if elements not in masks:
+            masks[elements] = g.aligned(elements)
+        return masks[elements]
+
     for i, (c, t) in enumerate(zip(configs, terms, strict=True)):
         lat = t["latency_s"]
         if c.alignment_elements > 1:
-            lat = np.where(g.aligned(c.alignment_elements), lat, np.inf)
+            lat = np.where(aligned(c.alignment_elements), lat, np.inf)
         if c.only_misaligned:
-            lat = np.where(aligned16, np.inf, lat)
+            lat = np.where(aligned(max(1, 16 // DTYPE_IN_BYTES[g.dtype])), np.inf, lat)
+        if c.plain_gemm_only and shape is not None:
+            lat = np.where(plain_gemm(shape), lat, np.inf)
         better = lat < best
         best = np.where(better, lat, best)
         choice = np.where(better, i, choice)
@@ -261,6 +318,8 @@ def _assemble(g, configs, terms, choice, backend_name, calibrated) -> Prediction
                     out[idx] = np.broadcast_to(v, shape).ravel()[idx] if np.ndim(v) else v
             fields[key] = out.reshape(shape)
     fields["tail_utilization"] = fields.pop("tail_tiles") / fields["wave_size"]
+    fields["waves"] = np.asarray(fields["waves"]).astype(np.int64)     # integer-valued floats inside
+    fields["tiles"] = np.asarray(fields["tiles"]).astype(np.int64)
     fields["bound"] = bound_of(fields["compute_s"], fields["memory_s"], fields.pop("fixed_s"))
     flops = np.broadcast_to(g.flops, shape)
     if shape == ():
