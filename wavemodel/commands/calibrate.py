@@ -1,0 +1,319 @@
+"""``wavemodel calibrate``: fit a calibration profile to measured latencies and write it as JSON.
+
+    wavemodel calibrate --data DIR [--backend own|cublas|cudnn|all] --out profile.json
+    wavemodel calibrate --measure [--budget-s 300] --out profile.json      (on a GPU)
+
+``--data`` fits the calibration-set rows (pass 1, graph replays of at least 0.5 ms) of the dataset
+CSVs in DIR with ``wavemodel.fit.fit_profile``, one fit per backend group of the profile:
+
+- ``own``: every one of our kernels is its own family (its catalogue ``family``, the kernel's name);
+  free: the group's launch_overhead_s, l2_bandwidth_bytes_per_s, sm_bandwidth_bytes_per_s and per
+  family efficiency, tile_overhead_s, kernel_fixed_s, bandwidth_efficiency, single_block_speedup,
+  store_bytes_per_s (started at 20e9);
+- ``cublas`` / ``cudnn``: the families of the library's catalogue for the dtypes in the data; free:
+  the group's three parameters and per family the first four above.
+
+The profile (the format ``wavemodel.calibration`` reads) records the datasets, the rows and the
+calibration-set error of each fit under ``"fit"``; an existing ``--out`` for the same GPU keeps the
+backends not refitted. ``--measure`` first runs a calibration sweep of at most ``--budget-s`` seconds
+(``wavemodel.hardware.calibration_sweep``), writes its CSVs to ``<out stem>_data/`` beside the
+profile, then fits them as ``--data`` does.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__, calibration, fit
+from .. import datasets as D
+from .. import validate as V
+from ..configs import library_configs, own_kernels
+from ..gpus import GPUSpec
+from ..gpus import gpu as lookup_gpu
+from ..latency import predict_latency
+from . import add_gpu_argument, add_json_argument, print_json, table
+from .validate import stats_table
+
+GROUPS = ("own", "cublas", "cudnn")
+OWN_FREE = (*fit.FAMILY_PARAMS, "single_block_speedup", "store_bytes_per_s")
+OWN_INITIAL_STORE_BYTES_PER_S = 20e9
+DEFAULT_ITERATIONS = 40
+DEFAULT_BUDGET_S = 300.0
+ENVIRONMENT_ERROR = 1
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "calibrate", help="fit a calibration profile to measured data (or measure it on this GPU first)",
+        description="Fit the model's physical parameters by least squares to the calibration set of "
+                    "measured datasets (--data DIR), or run a calibration sweep of at most --budget-s "
+                    "seconds on the local GPU first (--measure), and write a profile JSON.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", metavar="DIR", help="folder of dataset CSVs (e.g. validation/data/h100-sxm)")
+    src.add_argument("--measure", action="store_true",
+                     help="measure a calibration sweep on the local GPU, then fit it (needs CuPy / PyTorch)")
+    p.add_argument("--backend", default="all", choices=(*GROUPS, "all"),
+                   help="which backend group to fit (default all groups with calibration rows)")
+    p.add_argument("--out", required=True, metavar="FILE", help="profile JSON to write")
+    p.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S,
+                   help=f"--measure: wall-clock budget of the sweep, seconds (default {DEFAULT_BUDGET_S:g})")
+    p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS,
+                   help=f"Levenberg-Marquardt iterations per fit (default {DEFAULT_ITERATIONS})")
+    add_gpu_argument(p, default=None)
+    add_json_argument(p)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------ fitting
+
+
+@dataclass(frozen=True)
+class BackendFit:
+    group: str                               # "own" | "cublas" | "cudnn"
+    result: fit.FitResult
+    rows: tuple[D.Row, ...]
+    families: tuple[str, ...]                # fitted families
+    families_without_rows: tuple[str, ...]   # fitted families whose configurations no row runs
+    unnamed_configs: tuple[str, ...]         # catalogue configurations without a family (not fitted)
+    skipped_groups: tuple[str, ...]          # (backend dtype kind) groups the model cannot predict
+    seconds: float
+
+
+def rows_of(rows, group: str) -> list[D.Row]:
+    return [r for r in rows if r.backend == group]
+
+
+def catalogue_families(group: str, rows, gpu: GPUSpec) -> tuple[list[str], list[str]]:
+    """(families, names of configurations without one) the fit of ``group`` covers for ``rows``."""
+    if group == "own":
+        own = own_kernels()
+        unknown = sorted({r.kernel for r in rows} - set(own))
+        if unknown:
+            raise ValueError(f"kernel: {', '.join(unknown)} not in our catalogue; known: {', '.join(own)}")
+        return sorted({own[r.kernel].family or r.kernel for r in rows}), []
+    families, unnamed = set(), set()
+    for dtype in sorted({r.dtype for r in rows}):
+        try:
+            configs = library_configs(group, gpu, dtype)
+        except ValueError:
+            continue
+        families |= {c.family for c in configs if c.family}
+        unnamed |= {c.name for c in configs if not c.family}
+    return sorted(families), sorted(unnamed)
+
+
+def predictable(groups, gpu: GPUSpec) -> tuple[list, list[str]]:
+    """(groups the model predicts, labels of those it raises on)."""
+    good, bad = [], []
+    for members, g in groups:
+        try:
+            predict_latency(g.shape, gpu, g.backend)
+            good.append((members, g))
+        except ValueError as e:
+            bad.append(f"{g.backend} {members[0].dtype} {members[0].kind} ({len(members)} rows): {e}")
+    return good, bad
+
+
+def fit_group(group: str, rows, gpu: GPUSpec, iterations: int = DEFAULT_ITERATIONS) -> BackendFit:
+    """Fit one backend group's profile to its calibration rows."""
+    rows = rows_of(rows, group)
+    if not rows:
+        raise ValueError(f"--backend {group}: no calibration rows for it in the data")
+    groups, skipped = predictable(D.group_rows(rows), gpu)
+    if not groups:
+        raise ValueError(f"--backend {group}: the model predicts none of its rows ({'; '.join(skipped)})")
+    kept = [r for members, _ in groups for r in members]
+    families, unnamed = catalogue_families(group, kept, gpu)
+    free_family = OWN_FREE if group == "own" else fit.FAMILY_PARAMS
+    initial = ({f"{f}.store_bytes_per_s": OWN_INITIAL_STORE_BYTES_PER_S for f in families}
+               if group == "own" else {})
+    n_params = len(fit.GPU_PARAMS) + len(families) * len(free_family)
+    log(f"fitting {group}: {len(kept)} rows in {len(groups)} groups, {len(families)} families, "
+        f"{n_params} parameters, up to {iterations} iterations")
+    for msg in skipped:
+        log(f"  skipped (the model cannot predict it): {msg}")
+    if unnamed:
+        log(f"  {len(unnamed)} catalogue configurations have no family: their per-family parameters keep "
+            f"the catalogue values ({', '.join(unnamed[:4])}{' ...' if len(unnamed) > 4 else ''})")
+    t0 = time.perf_counter()
+    result = fit.fit_profile([g for _, g in groups], gpu, None, families=families, initial=initial,
+                             free_family=free_family, iterations=iterations)
+    seconds = time.perf_counter() - t0
+    ev = V.evaluate(kept, gpu, {group: result.profile})
+    used = {_family_of_config(group, c, gpu, r.dtype) for c, r in zip(ev.config, ev.rows, strict=True)}
+    idle = tuple(f for f in families if f not in used)
+    log(f"  {group}: {result.iterations} iterations in {seconds:.1f} s, calibration median |error| "
+        f"{100 * result.median_abs_error:.2f} %")
+    return BackendFit(group, result, tuple(kept), tuple(families), idle, tuple(unnamed), tuple(skipped),
+                      seconds)
+
+
+def _family_of_config(group: str, name: str, gpu: GPUSpec, dtype: str) -> str:
+    if group == "own":
+        return own_kernels()[name].family or name
+    for c in library_configs(group, gpu, dtype):
+        if c.name == name:
+            return c.family
+    return ""
+
+
+def calibration_errors(bf: BackendFit, gpu: GPUSpec) -> list[V.FamilyStats]:
+    ev = V.evaluate(bf.rows, gpu, {bf.group: bf.result.profile})
+    return V.family_stats(ev.families, ev.relative_error)
+
+
+def fit_error_by_family(bf: BackendFit, gpu: GPUSpec) -> dict[str, dict]:
+    """Calibration error per fitted family (our kernel's name; a library's configuration family)."""
+    ev = V.evaluate(bf.rows, gpu, {bf.group: bf.result.profile})
+    fams = [_family_of_config(bf.group, c, gpu, r.dtype) for c, r in zip(ev.config, ev.rows, strict=True)]
+    out = {}
+    for s in V.family_stats(fams, ev.relative_error):
+        out[s.family or "(no family)"] = {"n": s.n, "median_pct": s.median_pct, "p90_pct": s.p90_pct}
+    return out
+
+
+# ------------------------------------------------------------------------------------------ profile
+
+
+def _stats_dict(s: V.FamilyStats) -> dict:
+    return {"n": s.n, "median_pct": s.median_pct, "mean_pct": s.mean_pct, "p90_pct": s.p90_pct,
+            "within_10_share": s.within_10_share, "bias_pct": s.bias_pct}
+
+
+def profile_document(gpu: GPUSpec, fits, *, source: str, datasets: dict, excluded: int,
+                     existing: dict | None = None) -> dict:
+    """The profile JSON: ``backends`` as ``calibration.profile_from_dict`` reads them, ``fit`` the record."""
+    doc = {"gpu": gpu.name, "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+           "source": source, "wavemodel_version": __version__, "backends": {}, "fit": {}}
+    if existing:
+        doc["backends"].update(existing.get("backends", {}))
+        doc["fit"].update(existing.get("fit", {}))
+    for bf in fits:
+        doc["backends"][bf.group] = calibration.profile_to_dict(bf.result.profile)
+        doc["fit"][bf.group] = {
+            "datasets": datasets, "rows": len(bf.rows), "set": "calibration", "pass": "1",
+            "excluded_short_replays": excluded,
+            "groups": sorted({f"{r.model_backend} {r.dtype} {r.kind}" for r in bf.rows}),
+            "families": list(bf.families), "families_without_rows": list(bf.families_without_rows),
+            "configs_without_family": list(bf.unnamed_configs), "skipped_groups": list(bf.skipped_groups),
+            "iterations": bf.result.iterations, "seconds": round(bf.seconds, 2),
+            "parameters": bf.result.parameters,
+            "calibration_error": {s.family: _stats_dict(s) for s in calibration_errors(bf, gpu)},
+            "calibration_error_by_fit_family": fit_error_by_family(bf, gpu),
+        }
+    return doc
+
+
+def read_existing(path: Path, gpu: GPUSpec) -> dict | None:
+    """An existing profile at ``path`` for the same GPU (its other backends are kept), else None."""
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or doc.get("gpu") != gpu.name or not isinstance(doc.get("backends"), dict):
+        return None
+    return doc
+
+
+def write_json(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+def calibrate_dir(data_dir, gpu: GPUSpec, backend: str, out: Path, iterations: int, source: str
+                  ) -> tuple[dict, list[str]]:
+    """Fit the calibration rows of ``data_dir`` and write the profile to ``out``; returns the document
+    and the groups fitted."""
+    loaded = D.load_dir(data_dir)
+    rows = D.select(loaded.rows, set="calibration", pass_="1")
+    rows, dropped = D.drop_short_replays(rows)
+    if dropped:
+        log(f"excluded {len(dropped)} calibration rows whose graph replay lasted under "
+            f"{D.MIN_REPLAY_US / 1e3:g} ms (timing failure of an earlier harness)")
+    present = [g for g in GROUPS if rows_of(rows, g)]
+    groups = present if backend == "all" else [backend]
+    if not groups:
+        raise ValueError(f"DATA_DIR: no calibration-set rows in {data_dir}")
+    log(f"{gpu}: {len(rows)} calibration rows from {', '.join(loaded.files)}; fitting {', '.join(groups)}")
+    fits = [fit_group(g, rows, gpu, iterations) for g in groups]
+    datasets = {"dir": str(data_dir), "files": {f: loaded.counts[f] for f in loaded.files}}
+    existing = read_existing(out, gpu)
+    doc = profile_document(gpu, fits, source=source, datasets=datasets, excluded=len(dropped),
+                           existing=existing)
+    kept = sorted(set(doc["backends"]) - set(groups))
+    if kept:
+        log(f"kept {', '.join(kept)} from the existing {out}")
+    write_json(out, doc)
+    return doc, groups
+
+
+def print_report(doc: dict, groups, out: Path) -> None:
+    for g in groups:
+        rec = doc["fit"][g]
+        b = doc["backends"][g]
+        print(f"{g}: {rec['rows']} calibration rows, {rec['iterations']} iterations; launch_overhead "
+              f"{b['launch_overhead_s'] * 1e6:.2f} us, L2 {b['l2_bandwidth_bytes_per_s'] / 1e12:.2f} TB/s, "
+              f"per-SM {b['sm_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s")
+        fams = [[f, v["n"], f"{v['median_pct']:.2f}", f"{v['p90_pct']:.2f}",
+                 *(f"{b['families'].get(f, {}).get(p, float('nan')):.3g}" for p in
+                   ("efficiency", "tile_overhead_s", "kernel_fixed_s", "bandwidth_efficiency"))]
+                for f, v in rec["calibration_error_by_fit_family"].items()]
+        print(table(fams, ["fit family", "n", "median %", "p90 %", "efficiency", "tile_overhead_s",
+                           "kernel_fixed_s", "bw_eff"]))
+        print()
+    stats = [V.FamilyStats(f, v["n"], v["median_pct"], v["mean_pct"], v["p90_pct"], v["within_10_share"],
+                           v["bias_pct"], None)
+             for g in groups for f, v in doc["fit"][g]["calibration_error"].items()]
+    print("calibration-set error (the bounds apply to the evaluation set: run 'wavemodel validate'):")
+    print(stats_table(sorted(stats, key=lambda s: s.family)))
+    print(f"wrote {out}")
+
+
+def run(args) -> int:
+    if args.iterations < 1:
+        raise ValueError(f"--iterations: must be >= 1, got {args.iterations}")
+    out = Path(args.out)
+    source = "wavemodel " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "wavemodel"
+    if args.measure:
+        if not args.budget_s > 0:
+            raise ValueError(f"--budget-s: must be > 0, got {args.budget_s}")
+        from ..hardware import calibration_sweep as sweep
+
+        torch_ok, cupy_ok = sweep.available()
+        if not (torch_ok or cupy_ok):
+            print("wavemodel: error: --measure: needs an NVIDIA GPU with PyTorch (cuBLAS, cuDNN) or CuPy "
+                  "(our kernels); fit measured data with --data DIR", file=sys.stderr)
+            return ENVIRONMENT_ERROR
+        gpu = lookup_gpu(args.gpu) if args.gpu else sweep.local_gpu()
+        data_dir = sweep.data_dir_for(out)
+        try:
+            sweep.measure(data_dir, gpu, budget_s=args.budget_s, log=log, torch_ok=torch_ok, cupy_ok=cupy_ok,
+                          backends=GROUPS if args.backend == "all" else (args.backend,))
+        except sweep.NoDevice as e:
+            print(f"wavemodel: error: --measure: {e}", file=sys.stderr)
+            return ENVIRONMENT_ERROR
+    else:
+        gpu = lookup_gpu(args.gpu or "h100-sxm")
+        data_dir = args.data
+    doc, groups = calibrate_dir(data_dir, gpu, args.backend, out, args.iterations, source)
+    if args.json:
+        print_json(doc)
+    else:
+        print_report(doc, groups, out)
+    return 0
