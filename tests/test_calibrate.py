@@ -362,7 +362,7 @@ def test_measure_then_fit(tmp_path, capsys, monkeypatch):
         assert kw["budget_s"] == 42 and kw["backends"] == ("own",)
         Path(folder).mkdir(parents=True)
         own_dataset(Path(folder), n=120)
-        return {}
+        return {"measured": 200}
 
     monkeypatch.setattr(S, "measure", fake_measure)
     out = tmp_path / "m.json"
@@ -372,6 +372,8 @@ def test_measure_then_fit(tmp_path, capsys, monkeypatch):
     doc = json.loads(out.read_text())
     assert doc["fit"]["own"]["rows"] == 120
     assert doc["fit"]["own"]["datasets"]["dir"] == str(tmp_path / "m_data")
+    assert doc["source"] == (f"wavemodel calibrate --measure --budget-s 42 --backend own --out {out} "
+                             "--iterations 40")
 
 
 # -------------------------------------------------------------------------------------------- GPU

@@ -285,11 +285,21 @@ def print_report(doc: dict, groups, out: Path) -> None:
     print(f"wrote {out}")
 
 
+def command_line(args) -> str:
+    """The calibrate command that produced a profile (recorded as its ``source``)."""
+    parts = ["wavemodel", "calibrate"]
+    parts += ["--measure", "--budget-s", f"{args.budget_s:g}"] if args.measure else ["--data", str(args.data)]
+    parts += ["--backend", args.backend, "--out", str(args.out), "--iterations", str(args.iterations)]
+    if args.gpu:
+        parts += ["--gpu", args.gpu]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 def run(args) -> int:
     if args.iterations < 1:
         raise ValueError(f"--iterations: must be >= 1, got {args.iterations}")
     out = Path(args.out)
-    source = "wavemodel " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "wavemodel"
+    source = command_line(args)
     if args.measure:
         if not args.budget_s > 0:
             raise ValueError(f"--budget-s: must be > 0, got {args.budget_s}")
@@ -302,11 +312,16 @@ def run(args) -> int:
             return ENVIRONMENT_ERROR
         gpu = lookup_gpu(args.gpu) if args.gpu else sweep.local_gpu()
         data_dir = sweep.data_dir_for(out)
+        backends = GROUPS if args.backend == "all" else (args.backend,)
         try:
-            sweep.measure(data_dir, gpu, budget_s=args.budget_s, log=log, torch_ok=torch_ok, cupy_ok=cupy_ok,
-                          backends=GROUPS if args.backend == "all" else (args.backend,))
+            summary = sweep.measure(data_dir, gpu, budget_s=args.budget_s, backends=backends, log=log,
+                                    torch_ok=torch_ok, cupy_ok=cupy_ok)
         except sweep.NoDevice as e:
             print(f"wavemodel: error: --measure: {e}", file=sys.stderr)
+            return ENVIRONMENT_ERROR
+        if summary.get("measured") == 0:
+            print(f"wavemodel: error: --measure: no row could be measured ({summary.get('failed', 0)} "
+                  f"failed; see the log above and {data_dir})", file=sys.stderr)
             return ENVIRONMENT_ERROR
     else:
         gpu = lookup_gpu(args.gpu or "h100-sxm")
