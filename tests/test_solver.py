@@ -21,7 +21,8 @@ H100 = wm.gpu("h100-sxm")
 # lanes = 4096 per warp, 16384 per sub-partition -> 4 warps each, 16 per SM -> 2 blocks; shared memory
 # 100000 + 1024 reserved -> 101120 bytes, 233472 // 101120 = 2 blocks. So a wave is 132 x 2 = 264 tiles.
 # CUDA-core math is so slow against memory that every shape below is compute bound, and with
-# single_block_speedup 1 a partial wave costs as much as a full one: latency depends on waves only.
+# single_block_speedup 1 a partial wave's math costs as much as a full one's: latency depends on the
+# waves and, through the per-tile overhead, on the tiles of the busiest SM (one more every 132 tiles).
 SIMT = wm.KernelConfig(name="t_simt_128x128", tile_m=128, tile_n=128, tile_k=8, threads=256,
                        regs_per_thread=128, smem_per_block_bytes=100000, math="simt", dtypes=("fp32", "fp16"))
 M_ROWS = 66 * 128          # 66 row tiles: 4 column tiles fill one 264-tile wave
@@ -39,12 +40,30 @@ def test_layer_staircase_matches_hand_computed_waves():
                            max_width=3072)
     assert sc.at(1024).tiles == 66 * 8
     np.testing.assert_array_equal(sc.waves, waves_by_hand(sc.widths))
-    # one latency per wave count: the staircase has exactly those steps
-    for w in range(1, 7):
-        lat = sc.latency_s[sc.waves == w]
+    # Every tile on the busiest SM pays its own overhead (0.5 us): busiest = (waves - 1) * 2 +
+    # ceil(tail tiles / 132), and 132 tiles are 2 column tiles of 66, so busiest = ceil(n / 256). With
+    # speedup 1 the math is 2 t_tile per wave: compute = 2 * waves * t_tile + busiest * 0.5 us, and
+    # waves = ceil(busiest / 2), so latency is one value per busiest count.
+    tiles = 66 * -(-sc.widths // 128)
+    waves = waves_by_hand(sc.widths)
+    busiest = (waves - 1) * 2 + -(-(tiles - (waves - 1) * 264) // 132)
+    np.testing.assert_array_equal(busiest, -(-sc.widths // 256))
+    for b in range(1, 13):
+        lat = sc.latency_s[busiest == b]
         assert np.ptp(lat) <= 1e-12 * lat[0]
-    for w, free, cut in [(8, 512, None), (504, 512, None), (512, 512, None), (520, 1024, 512),
-                         (1000, 1024, 512), (1024, 1024, 512), (1032, 1536, 1024), (2048, 2048, 1536)]:
+    # the rises, by hand: t_tile = 128 K iterations x 2*128*128*8 flops at 0.7 of one SM's fp32 rate
+    assert (SIMT.tile_overhead_s, SIMT.efficiency) == (0.5e-6, 0.7)
+    t_tile = 128 * 2 * 128 * 128 * 8 / (H100.peak_flops("fp32", "simt") / 132 * 0.7)
+    rise = np.diff(sc.latency_s)
+    in_wave = np.arange(257, 3073, 512)       # busiest 1 -> 2, 3 -> 4, ...: one more tile, same wave
+    new_wave = np.arange(513, 3073, 512)      # busiest 2 -> 3, ...: a new wave
+    np.testing.assert_allclose(rise[in_wave - 2], 0.5e-6, rtol=1e-9)
+    np.testing.assert_allclose(rise[new_wave - 2], 2 * t_tile + 0.5e-6, rtol=1e-9)
+    assert np.all(rise[~np.isin(sc.widths[1:], np.r_[in_wave, new_wave])] <= 1e-12 * sc.latency_s[0])
+    # step edges on the aligned grid: a step is 256 wide, [256 q + 8, 256 (q + 1)]
+    for w, free, cut in [(8, 256, None), (256, 256, None), (264, 512, 256), (504, 512, 256),
+                         (512, 512, 256), (520, 768, 512), (1000, 1024, 768), (1024, 1024, 768),
+                         (1032, 1280, 1024), (2048, 2048, 1792)]:
         sol = sc.at(w)
         assert (sol.width, sol.free_width, sol.cut_width) == (w, free, cut), w
         assert sol.waves == math.ceil(w / 512)
@@ -52,9 +71,12 @@ def test_layer_staircase_matches_hand_computed_waves():
         assert sol.free_latency_s == sol.latency_s
         if cut:
             assert sol.cut_latency_s < sol.latency_s and sol.cut_saving_s > 0
+            # a cut inside a wave saves one tile overhead; a cut to the previous wave saves its math too
+            saving = 0.5e-6 if cut % 512 else 2 * t_tile + 0.5e-6
+            assert sol.cut_saving_s == pytest.approx(saving, rel=1e-9), w
     # an unaligned width (this kernel needs no alignment): the step and its edges on the aligned grid
     sol = sc.at(1001)
-    assert (sol.step_start, sol.free_width, sol.cut_width) == (520, 1024, 512)
+    assert (sol.step_start, sol.free_width, sol.cut_width) == (776, 1024, 768)
 
 
 def test_solve_layer_conv_and_width_argument():

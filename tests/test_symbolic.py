@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import wavemodel as wm
 from wavemodel import calibration, symbolic
 from wavemodel.latency import config_latency, dram_bytes, select
+from wavemodel.shapes import DTYPE_OUT_BYTES
 from wavemodel.waves import wave_size
 
 H100 = wm.gpu("h100-sxm")      # 132 SMs
@@ -37,6 +38,10 @@ CLUSTER_2X2 = wm.KernelConfig(name="t_cl22", threads=384, regs_per_thread=168, s
 # a narrow tile: many small tiles, five per SM, whose A and B panels cost more than their math
 NARROW = wm.KernelConfig(name="t_narrow", tile_m=64, tile_n=16, tile_k=64, threads=128, regs_per_thread=64,
                          smem_per_block_bytes=40000)
+# BPS1 with an epilogue: each tile on the busiest SM stores its valid part of C at 20 GB/s
+STORE = dataclasses.replace(BPS1, name="t_store", store_bytes_per_s=20e9)
+# two blocks per SM, no per-tile overhead and a store rate
+BPS2_STORE = dataclasses.replace(BPS2, name="t_bps2_store", tile_overhead_s=0.0, store_bytes_per_s=30e9)
 # our own style of SIMT kernel: CUDA cores, fp32, 128x128x8 tile, 256 threads, double-buffered smem
 SIMT = wm.KernelConfig(name="simt_f32_128x128_test", tile_m=128, tile_n=128, tile_k=8, threads=256,
                        regs_per_thread=128, smem_per_block_bytes=2 * (128 * 8 + 8 * 128) * 4, math="simt",
@@ -55,18 +60,40 @@ def dram_s(shape, cfg, gpu):
     return dram_bytes(shape, cfg.split_k) / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
 
 
-def held_from_before(comp, mem, dram):
-    """Latency minus its fixed part, with the piecewise-constant terms held at d - 1 (arrays over d-1..)."""
+def held_from_before(comp, mem, dram, comp_growth=0.0):
+    """Latency minus its fixed part, with the quantised terms held at d - 1 (arrays over d-1..).
+
+    ``comp_growth`` is what the compute term's continuous part (the epilogue's valid tile) adds from
+    d - 1 to d with the tile and wave counts held.
+    """
     hidden = np.where(mem[:-1] > dram[:-1], mem[:-1], -np.inf)     # L2/ingest, where they show
-    return np.maximum(np.maximum(comp[:-1], hidden), dram[1:])
+    return np.maximum(np.maximum(comp[:-1] + comp_growth, hidden), dram[1:])
+
+
+def epilogue_growth(p, g: wm.Gemm, cfg, gpu):
+    """From d - 1 to d: busiest(d - 1) tiles times the growth of one tile's valid outputs, at the store rate.
+
+    busiest = (waves - 1) * bps + ceil((tiles - (waves - 1) * wave_size) / sm_count), from the
+    prediction's own tile and wave counts.
+    """
+    cfg = calibration.profile_for(gpu, cfg.name).apply(cfg)
+    if not cfg.store_bytes_per_s:
+        return 0.0
+    waves, tiles = np.asarray(p.waves), np.asarray(p.tiles)
+    full = (waves - 1) * np.asarray(p.wave_size)
+    busiest = (waves - 1) * np.asarray(p.blocks_per_sm) + -(-(tiles - full) // gpu.sm_count)
+    valid = np.minimum(cfg.tile_m, g.m) * np.minimum(cfg.tile_n, g.n) * DTYPE_OUT_BYTES[g.dtype]
+    valid = np.broadcast_to(valid, busiest.shape).astype(float)
+    return busiest[:-1] * np.diff(valid) / cfg.store_bytes_per_s
 
 
 def brute_steps(dims: dict, cfg, gpu, free: str, lo: int, hi: int, dtype="fp16", batch=1) -> list[int]:
     """Every d in [lo, hi] where latency exceeds the piece held from d - 1, evaluated one d at a time."""
     x, p = sweep(dims, cfg, gpu, free, max(lo, 2) - 1, hi, dtype, batch)
     comp, mem = (np.asarray(v, dtype=float) for v in (p.compute_s, p.memory_s))
-    dram = dram_s(wm.Gemm(**(dims | {free: x}), batch=batch, dtype=dtype), cfg, gpu)
-    jump = np.maximum(comp[1:], mem[1:]) - held_from_before(comp, mem, dram)
+    g = wm.Gemm(**(dims | {free: x}), batch=batch, dtype=dtype)
+    dram = dram_s(g, cfg, gpu)
+    jump = np.maximum(comp[1:], mem[1:]) - held_from_before(comp, mem, dram, epilogue_growth(p, g, cfg, gpu))
     return [int(v) for v in x[1:][jump > 1e-9 * np.maximum(comp[1:], mem[1:])]]
 
 
@@ -121,15 +148,62 @@ def test_steps_sub_range_and_single_point():
 def test_steps_two_blocks_per_sm_by_hand():
     # 2 blocks per SM: a wave is 264 tiles; waves start at tiles 265, 529, 793, 1057 ->
     # ceil(265/32) = 9 -> 1025, ceil(529/32) = 17 -> 2049, ceil(793/32) = 25 -> 3073, 34 -> 4225.
-    # A lone block is no faster (speedup 1), so a second block on the busiest SM of the last wave
-    # (tiles 132w+1 in between) costs nothing: no step there.
+    # In between, at tiles 264w + 133, the busiest SM of the last wave takes its second block:
+    # busiest = (waves - 1) * 2 + tail_bps goes up by one at every 132 tiles (132j + 1), so with
+    # every tile paying tile_overhead_s (0.5 us) on the busiest SM the steps are those of one block
+    # per SM, even though the math of a second block (speedup 1) costs nothing over a lone one.
     dims = dict(m=4096, k=4096)
     assert BPS2.occupancy(H100).blocks_per_sm == 2 and wave_size(BPS2, H100) == 264
+    assert BPS2.tile_overhead_s > 0 and BPS2.single_block_speedup == 1
     assert_compute_bound(dims, BPS2, H100, "n", 2, 4300)
-    assert steps(dims, BPS2, H100, "n", 2, 4300) == [1025, 2049, 3073, 4225]
-    # A lone block twice as fast: the busiest SM's second block now shows, at tile 264w + 133.
+    assert steps(dims, BPS2, H100, "n", 2, 4300) == WAVES_132_FROM_32
+    # Without the per-tile overhead only the math is left: steps at whole waves only.
+    no_overhead = dataclasses.replace(BPS2, tile_overhead_s=0.0)
+    assert_compute_bound(dims, no_overhead, H100, "n", 2, 4300)
+    assert steps(dims, no_overhead, H100, "n", 2, 4300) == [1025, 2049, 3073, 4225]
+    # ... and the second block's step is exactly one tile overhead high: at n = 513 (tiles 128 -> 160,
+    # busiest 1 -> 2 in the first wave) compute rises by 0.5 us; at n = 1025 (a new wave) by 2 t_tile
+    # + 0.5 us, where t_tile is what the same config without overhead rises by there.
+    x, p = sweep(dims, BPS2, H100, "n", 1, 1100)
+    _, q = sweep(dims, no_overhead, H100, "n", 1, 1100)
+    rise, rise_math = np.diff(p.compute_s), np.diff(q.compute_s)
+    assert rise[x[1:] == 513][0] == pytest.approx(0.5e-6, rel=1e-9)
+    assert rise[x[1:] == 1025][0] == pytest.approx(rise_math[x[1:] == 1025][0] + 0.5e-6, rel=1e-9)
+    assert rise_math[x[1:] == 513][0] == 0
+    # A lone block twice as fast: the busiest SM's second block shows in the math too, at the same tiles.
     assert_compute_bound(dims, BPS2_FAST_ALONE, H100, "n", 2, 4300)
     assert steps(dims, BPS2_FAST_ALONE, H100, "n", 2, 4300) == WAVES_132_FROM_32
+    # 0.0 overhead and a store rate: the epilogue is charged per tile on the busiest SM, so it too
+    # steps at every 132 tiles.
+    assert_compute_bound(dims, BPS2_STORE, H100, "n", 2, 4300)
+    assert steps(dims, BPS2_STORE, H100, "n", 2, 4300) == WAVES_132_FROM_32
+
+
+def test_epilogue_by_hand():
+    # BPS1 with stores at 20 GB/s, m = 4096 (32 row tiles of 128), n free. A tile's valid outputs are
+    # min(128, 4096) * min(128, n) fp16 values (2 bytes): below n = 128 the one tile per SM (n <= 128:
+    # 32 tiles, one wave, busiest = 1) stores 256 * n bytes, 12.8 ns per column; from n = 128 on a
+    # full tile, 32768 bytes = 1.6384 us per tile on the busiest SM (= waves, one block per SM).
+    dims = dict(m=4096, k=4096)
+    assert_compute_bound(dims, STORE, H100, "n", 1, 4300)
+    t = symbolic.latency_terms((4096, 1, 4096), STORE, H100, free="n")
+    d = t["symbol"]
+    for n, busiest in [(1, 1), (100, 1), (128, 1), (512, 1), (513, 2), (4224, 8), (4225, 9), (5000, 10)]:
+        valid_bytes = 128 * min(128, n) * 2
+        assert float(t["epilogue_s"].subs(d, n)) == pytest.approx(busiest * valid_bytes / 20e9, rel=1e-12)
+        assert int(t["busiest_tiles"].subs(d, n)) == busiest
+    # latency grows by 12.8 ns per column within the first tile: continuous, so no step there
+    x, p = sweep(dims, STORE, H100, "n", 1, 4300)
+    rise = np.diff(p.latency_s)
+    np.testing.assert_allclose(rise[:127], 256 / 20e9, rtol=1e-9)      # n = 2..128
+    assert np.all(rise[127:511] == 0)                                   # n = 129..512: flat
+    assert steps(dims, STORE, H100, "n", 1, 4300) == WAVES_132_FROM_32
+    # each wave step is the bare config's step plus one full tile's store
+    _, q = sweep(dims, BPS1, H100, "n", 1, 4300)
+    at_steps = np.isin(x[1:], WAVES_132_FROM_32)
+    np.testing.assert_allclose(rise[at_steps], np.diff(q.latency_s)[at_steps] + 32768 / 20e9, rtol=1e-9)
+    # in m the same: the valid rows grow below m = 128
+    assert steps(dict(n=4096, k=4096), STORE, H100, "m", 1, 4300) == WAVES_132_FROM_32
 
 
 def test_steps_cluster_rounding_by_hand():
@@ -216,6 +290,10 @@ CASES = [
     (SIMT, H100, dict(m=2048, n=2048, k=1024), "fp32", 1),
     (NARROW, H100, dict(m=4096, n=1000, k=1024), "fp16", 1),
     (dataclasses.replace(BPS1, efficiency=0.8), H100, dict(m=4096, n=4096, k=4096), "fp16", 1),  # ingest
+    (STORE, H100, dict(m=3000, n=2000, k=512), "fp16", 2),                   # epilogue, memory in places
+    (dataclasses.replace(BPS2_STORE, store_bytes_per_s=2e9), H100, dict(m=700, n=900, k=256), "fp8", 1),
+    (dataclasses.replace(CLUSTER_2X2, name="t_cl22_store", store_bytes_per_s=50e9), H100,
+     dict(m=200, n=3000, k=2048), "bf16", 3),
 ]
 CASE_IDS = [c[0].name + "-" + c[3] for c in CASES]
 
@@ -256,6 +334,15 @@ def test_expression_has_the_documented_structure():
     assert sp.Poly(t["dram_s"], d).degree() == 1 and sp.Poly(t["fixed_s"], d).degree() <= 1
 
 
+def conv_brute_steps(conv, cfg, x):
+    """The step definition for a convolution swept in its output channels, one k at a time."""
+    p = wm.predict_latency(conv(x), H100, backend=cfg)
+    comp, mem = np.asarray(p.compute_s), np.asarray(p.memory_s)
+    growth = epilogue_growth(p, conv(x).gemm(), cfg, H100)
+    jump = np.maximum(comp[1:], mem[1:]) - held_from_before(comp, mem, dram_s(conv(x), cfg, H100), growth)
+    return p, [int(v) for v in x[1:][jump > 1e-9 * np.maximum(comp[1:], mem[1:])]]
+
+
 def test_conv2d_in_its_output_channels_equals_brute_force():
     # a convolution's DRAM term is its real tensors, not the implicit GEMM's replicated A, so the
     # closed form is checked against predict_latency of the convolution itself
@@ -263,15 +350,35 @@ def test_conv2d_in_its_output_channels_equals_brute_force():
         return wm.Conv2d(n=8, c=64, h=56, w=56, k=k, r=3, s=3, padding=1)
 
     x = np.arange(1, 3001)
-    p = wm.predict_latency(conv(x), H100, backend=BPS1)
-    comp, mem = np.asarray(p.compute_s), np.asarray(p.memory_s)
-    jump = np.maximum(comp[1:], mem[1:]) - held_from_before(comp, mem, dram_s(conv(x), BPS1, H100))
-    expected = [int(v) for v in x[1:][jump > 1e-9 * np.maximum(comp[1:], mem[1:])]]
+    p, expected = conv_brute_steps(conv, BPS1, x)
     assert symbolic.step_positions(conv(1), BPS1, H100, "n", 1, 3000) == expected and expected
     fn = symbolic.latency_function(conv(1), BPS1, H100, "n")
     np.testing.assert_allclose(fn(x), p.latency_s, rtol=1e-12)
     with pytest.raises(ValueError, match="output channels"):
         symbolic.step_positions(conv(1), BPS1, H100, "m", 1, 3000)
+
+
+@pytest.mark.parametrize("cfg", [BPS1, BPS2, STORE], ids=lambda c: c.name)
+def test_conv2d_stride_2_1x1_equals_brute_force(cfg):
+    # a 1x1 filter at stride 2 touches every other input row and column: p = q = (56 - 1) // 2 + 1 = 28
+    # and the DRAM term reads min(56, 28 * min(1, 2)) = 28 rows and 28 columns, a quarter of the input.
+    # Bytes by hand (fp16, 2 bytes): input 8 * 28 * 28 * 256 * 2, filters k * 256 * 2, output
+    # 8 * 28 * 28 * k * 2: affine in k, the closed form's line.
+    def conv(k):
+        return wm.Conv2d(n=8, c=256, h=56, w=56, k=k, r=1, s=1, stride=2)
+
+    assert (conv(1).p, conv(1).q) == (28, 28)
+    t = symbolic.latency_terms(conv(1), cfg, H100, "n")
+    d = t["symbol"]
+    resolved = calibration.profile_for(H100, cfg.name).apply(cfg)
+    bw = H100.dram_bandwidth_bytes_per_s * resolved.bandwidth_efficiency
+    for k in (1, 64, 1000, 2048):
+        by_hand = (8 * 28 * 28 * 256 * 2 + k * 256 * 2 + 8 * 28 * 28 * k * 2) / bw
+        assert float(t["dram_s"].subs(d, k)) == pytest.approx(by_hand, rel=1e-12)
+    x = np.arange(1, 2501)
+    p, expected = conv_brute_steps(conv, cfg, x)
+    assert symbolic.step_positions(conv(1), cfg, H100, "n", 1, 2500) == expected and expected
+    np.testing.assert_allclose(symbolic.latency_function(conv(1), cfg, H100, "n")(x), p.latency_s, rtol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -290,6 +397,7 @@ def configs(draw):
         math=draw(st.sampled_from(["tensor", "simt"])),
         efficiency=draw(st.sampled_from([0.5, 0.8])),
         tile_overhead_s=draw(st.sampled_from([0.0, 1e-6])),
+        store_bytes_per_s=draw(st.sampled_from([0.0, 0.0, 5e9, 50e9])),
         single_block_speedup=draw(st.sampled_from([1.0, 1.5, 2.0, 3.0])),
     )
     gpu = wm.gpu(draw(st.sampled_from(["h100-sxm", "a100-40gb", "rtx-3090", "t4", "l4"])))
@@ -315,30 +423,37 @@ def test_step_positions_property(cfg_gpu, free, a, b, batch, lo, width):
 # ---------------------------------------------------------------------------------------------------
 # library backends: the selected configuration's staircase
 
-def brute_staircase_steps(dims, gpu, free, lo, hi, backend):
-    """The staircase_steps definition evaluated at every d of the range."""
+def brute_staircase_steps(dims, gpu, free, lo, hi, backend, make=None):
+    """The staircase_steps definition evaluated at every d of the range.
+
+    ``make(x)`` gives the problem at the free dimension's values ``x`` (default: a GEMM of ``dims``).
+    """
     from wavemodel.latency import candidate_configs
 
     x = np.arange(max(lo, 2) - 1, hi + 1)
-    g = wm.Gemm(**(dims | {free: x}))
-    g_aligned = wm.Gemm(**(dims | {free: -(-x[1:] // 8) * 8}))       # every cuBLAS config aligns to 1 or 8
+    make = make or (lambda v: wm.Gemm(**(dims | {free: v})))
+    shape = make(x)
+    g = shape.gemm() if isinstance(shape, wm.Conv2d) else shape
+    sel = make(-(-x[1:] // 8) * 8)                     # every cuBLAS / cuDNN config aligns to 1 or 8
+    g_aligned = sel.gemm() if isinstance(sel, wm.Conv2d) else sel
     configs = candidate_configs(backend, gpu, "fp16")
     assert {c.alignment_elements for c in configs} <= {1, 8}
     profile = calibration.profile_for(gpu, backend)
     now, held = [], []
     for c in configs:
-        t = config_latency(g, c, gpu, profile, g)
+        t = config_latency(g, profile.apply(c), gpu, profile, shape)
         lat, comp, mem, fixed, memset = (np.broadcast_to(t[key], x.shape) for key in (
             "latency_s", "compute_s", "memory_s", "fixed_s", "memset_s"))
         now.append(dict(latency_s=lat[1:]))
         # held from d - 1: the memset a persistent kernel adds from its second wave is quantised too
         fixed_held = fixed[1:] - memset[1:] + memset[:-1]
-        held.append(dict(latency_s=fixed_held + held_from_before(comp, mem, dram_s(g, c, gpu))))
+        growth = epilogue_growth(wm.predict_latency(shape, gpu, backend=c, profile=profile), g, c, gpu)
+        held.append(dict(latency_s=fixed_held + held_from_before(comp, mem, dram_s(shape, c, gpu), growth)))
     pick = np.arange(x.size - 1)
-    lat_now = np.stack([t["latency_s"] for t in now])[select(g_aligned, configs, now), pick]
-    lat_held = np.stack([t["latency_s"] for t in held])[select(g_aligned, configs, held), pick]
+    lat_now = np.stack([t["latency_s"] for t in now])[select(g_aligned, configs, now, sel), pick]
+    lat_held = np.stack([t["latency_s"] for t in held])[select(g_aligned, configs, held, sel), pick]
     aligned = x[1:] % 8 == 0
-    predicted = wm.predict_latency(g, gpu, backend).latency_s[1:]
+    predicted = wm.predict_latency(shape, gpu, backend).latency_s[1:]
     np.testing.assert_allclose(lat_now[aligned], predicted[aligned], rtol=1e-12)
     return [int(v) for v in x[1:][lat_now > lat_held * (1 + 1e-9)]]
 
@@ -348,6 +463,19 @@ def brute_staircase_steps(dims, gpu, free, lo, hi, backend):
 def test_library_staircase_steps_equal_brute_force(dims, free):
     expected = brute_staircase_steps(dims, H100, free, 1, 6000, "cublas")
     assert symbolic.staircase_steps(wm.Gemm(**(dims | {free: 1})), H100, free, 1, 6000, "cublas") == expected
+    assert expected
+
+
+# cuDNN's plain-GEMM kernels run on the 1x1 stride-1 conv only, not on the 3x3 or the strided 1x1
+@pytest.mark.parametrize("conv", [dict(n=8, c=64, h=56, w=56, r=3, s=3, padding=1),
+                                  dict(n=8, c=256, h=56, w=56, r=1, s=1, stride=2),
+                                  dict(n=8, c=256, h=28, w=28, r=1, s=1)], ids=["3x3", "1x1s2", "1x1"])
+def test_cudnn_staircase_steps_equal_brute_force(conv):
+    def make(k):
+        return wm.Conv2d(**conv, k=k)
+
+    expected = brute_staircase_steps(None, H100, "n", 1, 3000, "cudnn", make)
+    assert symbolic.staircase_steps(make(1), H100, "n", 1, 3000) == expected
     assert expected
 
 

@@ -7,32 +7,50 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
     tiles     = batch * tiles_m * tiles_n * split_k,  tiles_x = c_x * ceiling(x / (tile_x * c_x))
     waves     = ceiling(tiles / wave_size)
     tail_bps  = ceiling((tiles - (waves - 1) * wave_size) / sm_count)     # busiest SM, last wave
+    busiest   = (waves - 1) * bps + tail_bps                              # tiles on the busiest SM
     k_iters   = ceiling(k / (split_k * tile_k))
     C         = t_iter * k_iters * ((waves - 1) * bps + Max(tail_bps, bps / min(speedup, bps)))
-                + waves * tile_overhead                                     # wave-quantised compute
+                + busiest * tile_overhead + E                               # wave-quantised compute
+    E         = busiest * Min(tile_m, m) * Min(tile_n, n) * out_bytes / store_rate   # epilogue stores
     L2        = tiles * panel_bytes * k_iters / l2_bandwidth               # A, B panels out of L2
-    I         = ((waves - 1) * bps + tail_bps) * panel_bytes * k_iters / sm_bandwidth
+    I         = busiest * panel_bytes * k_iters / sm_bandwidth
     D         = dram_bytes / (dram_bandwidth * bandwidth_efficiency)      # affine in d
-    F         = kernel_fixed + extra kernels (split-K reduce, memsets)    # affine in d
+    F         = kernel_fixed + extra kernels (split-K reduce, memsets)    # affine in d, but memsets
     latency   = F + Piecewise((C, C >= M), (M, True)),  M = Max(D, L2, I)
 
-``C``, ``L2`` and ``I`` are written out from the tile and wave arithmetic; they depend on ``d``
-only through the tile counts (``m``, ``n``) or ``k_iters`` (``k``), so they are piecewise
-constant. ``D`` and ``F`` are affine in every dimension and are taken from the model itself
-(``latency.dram_bytes`` and ``config_latency``'s ``fixed_s`` at two points give the line, a third
-checks it), so the closed form follows the model's byte accounting where that changes.
+(``E`` is 0 where the configuration has no store rate.) ``C``, ``L2`` and ``I`` are written out from
+the tile and wave arithmetic. ``D`` and ``F`` are affine in every dimension and are taken from the
+model itself (``latency.dram_bytes`` and ``config_latency``'s ``fixed_s`` at two points give the
+line, a third checks it), so the closed form follows the model's byte accounting where that changes
+(a strided convolution's input rows and columns depend on its geometry, not on its output channels).
 
-**Step.** With ``S = Max(C, L2, I)`` (piecewise constant, non-decreasing) latency is
-``F + max(S, D)``. An integer ``d >= 2`` is a *step* when latency is discontinuous there: ``S``
-rises between ``d - 1`` and ``d`` and exceeds ``D(d)``. Equivalently, ``latency(d)`` exceeds the
-value at ``d`` of the piece that holds at ``d - 1``, ``F(d) + max(S(d-1), D(d))``. Where the DRAM
-term binds, a boundary does not show and is not a step.
+**Quantised and continuous.** ``d`` enters the terms in two ways. The *quantised* quantities
+(``tiles``, ``waves``, ``tail_bps``, ``busiest``, ``k_iters`` and a persistent kernel's memset,
+launched from its second wave on) change only where the tile count (``m``, ``n``) or ``k_iters``
+(``k``) changes. The *continuous* ones are ``D``, ``F``'s affine part and the epilogue's valid tile
+``Min(tile_m, m) * Min(tile_n, n)``, which grows linearly with ``m`` (``n``) up to one tile and is
+constant above it. So ``L2`` and ``I`` are piecewise constant, and ``C`` is too except below one
+tile of the free dimension (``m`` or ``n``, with a store rate), where it is linear. The expressions
+carry a second symbol ``<d>_held`` (``held_symbol``) that every quantised quantity reads instead of
+``d``; ``latency_expr`` sets it to ``d``.
 
-``S`` can rise only where the tile count changes: at ``d = q * tile * cluster + 1`` for ``m`` and
-``n``, ``d = q * split_k * tile_k + 1`` for ``k``. Whether it does comes from the wave arithmetic:
-``C`` and ``I`` rise where ``tiles`` crosses a wave (``w * wave_size``) or, in the last wave, a
-busiest-SM boundary (``w * wave_size + j * sm_count``; for ``C`` only when that block outlasts a
-lone block); ``L2`` rises with every tile. ``step_positions`` evaluates the closed form at those
+**Step.** The *piece that holds at d - 1* is the latency with every quantised quantity at its value
+at ``d - 1`` and every continuous one at ``d``: ``P(d) = F_held(d) + max(S_held(d), D(d))``, ``S =
+Max(C, L2, I)``. An integer ``d >= 2`` is a *step* when ``latency(d) > P(d)``: a discontinuity.
+Growth within a piece (the DRAM and fixed lines, the epilogue's valid part below one tile) is not a
+step. The quantised quantities never fall as ``d`` grows, so latency is at least ``P(d)`` and ``d``
+is a step exactly when ``S`` rises above ``S_held`` and exceeds ``D(d)``, or a memset starts. Where
+the DRAM term binds, a boundary does not show and is not a step. Without a store rate ``S`` is
+piecewise constant and ``S_held(d) = S(d - 1)``.
+
+Between tile boundaries every quantised quantity is the same at ``d - 1`` and ``d``, so
+``latency(d) = P(d)``: steps lie only where the tile count changes, at ``d = q * tile * cluster + 1``
+for ``m`` and ``n``, ``d = q * split_k * tile_k + 1`` for ``k`` (the valid tile saturates before the
+first of these, so at a boundary ``E`` moves only with ``busiest``). Whether ``S`` rises there comes
+from the wave arithmetic: ``busiest`` rises where ``tiles`` crosses a wave (``w * wave_size``) or a
+busiest-SM boundary (``w * wave_size + j * sm_count``, inside a wave when ``bps > 1``), and with it
+``I`` and ``C``'s per-tile overhead and epilogue (``C``'s math only when that block outlasts a lone
+block); ``L2`` rises with every tile. ``step_positions`` evaluates the closed form at those
 boundaries only, never at every ``d``. The wave count does not depend on ``k``: ``k``'s steps are
 K-tile quantization (one more main-loop iteration), not waves.
 """
@@ -51,7 +69,7 @@ from .configs import KernelConfig
 from .gpus import GPUSpec
 from .gpus import gpu as lookup_gpu
 from .latency import candidate_configs, config_latency, dram_bytes, panel_bytes_per_k_tile, select
-from .shapes import Conv2d, Gemm, as_shape
+from .shapes import DTYPE_OUT_BYTES, Conv2d, Gemm, as_shape
 from .waves import wave_size
 
 FREE_DIMS = ("m", "n", "k")
@@ -107,27 +125,40 @@ def _affine_line(values, x, d: sp.Symbol, what: str) -> sp.Expr:
 
 
 def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, profile) -> dict:
-    """Sympy expressions of every model term, with the free dimension a positive integer symbol."""
+    """Sympy expressions of every model term, with the free dimension a positive integer symbol.
+
+    Each term comes twice: under its name with ``symbol`` everywhere, and under ``held`` in
+    ``symbol`` and ``held_symbol``, the quantised quantities reading ``held_symbol`` (module docstring).
+    """
     d = sp.Symbol(free, integer=True, positive=True)
+    dq = sp.Symbol(f"{free}_held", integer=True, positive=True)
     g = _gemm(shape)
-    dims = {"m": sp.Integer(g.m), "n": sp.Integer(g.n), "k": sp.Integer(g.k)} | {free: d}
-    m, n, k = dims["m"], dims["n"], dims["k"]
+    fixed_dims = {"m": sp.Integer(g.m), "n": sp.Integer(g.n), "k": sp.Integer(g.k)}
+    m_q, n_q, k_q = ((fixed_dims | {free: dq})[x] for x in "mnk")   # quantised: tile and K-tile counts
+    m, n = ((fixed_dims | {free: d})[x] for x in "mn")              # continuous: the epilogue's valid tile
     bps, size = cfg.occupancy(gpu).blocks_per_sm, wave_size(cfg, gpu)
 
-    tiles_m = cfg.cluster_m * sp.ceiling(m / (cfg.tile_m * cfg.cluster_m))
-    tiles_n = cfg.cluster_n * sp.ceiling(n / (cfg.tile_n * cfg.cluster_n))
+    tiles_m = cfg.cluster_m * sp.ceiling(m_q / (cfg.tile_m * cfg.cluster_m))
+    tiles_n = cfg.cluster_n * sp.ceiling(n_q / (cfg.tile_n * cfg.cluster_n))
     tiles = g.batch * tiles_m * tiles_n * cfg.split_k
     waves = sp.ceiling(tiles / size)
     tail_bps = sp.ceiling((tiles - (waves - 1) * size) / gpu.sm_count)
-    k_iters = sp.ceiling(k / (cfg.split_k * cfg.tile_k))
+    busiest = (waves - 1) * bps + tail_bps
+    k_iters = sp.ceiling(k_q / (cfg.split_k * cfg.tile_k))
     sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
     t_iter = sp.Float(2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency))
     lone = sp.Float(bps / min(cfg.single_block_speedup, bps))
-    compute = t_iter * k_iters * ((waves - 1) * bps + sp.Max(tail_bps, lone)) + waves * sp.Float(
+    compute = t_iter * k_iters * ((waves - 1) * bps + sp.Max(tail_bps, lone)) + busiest * sp.Float(
         cfg.tile_overhead_s)
+    if cfg.store_bytes_per_s:
+        valid = sp.Min(cfg.tile_m, m) * sp.Min(cfg.tile_n, n)
+        epilogue = busiest * valid * sp.Float(DTYPE_OUT_BYTES[g.dtype] / cfg.store_bytes_per_s)
+    else:
+        epilogue = sp.Integer(0)
+    compute = compute + epilogue
     from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype)
     l2 = tiles * k_iters * sp.Float(from_l2 / profile.l2_bandwidth(gpu))
-    ingest = ((waves - 1) * bps + tail_bps) * k_iters * sp.Float(into_sm / profile.sm_bandwidth(gpu))
+    ingest = busiest * k_iters * sp.Float(into_sm / profile.sm_bandwidth(gpu))
 
     x = np.array([1, 4099, 1 << 20], dtype=np.int64)
     shape_x = at(shape, free, x)
@@ -141,15 +172,18 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     fixed = fixed_affine + memset
     memory = sp.Max(dram, l2, ingest)
     latency = fixed + sp.Piecewise((compute, compute >= memory), (memory, True))
-    return dict(symbol=d, tiles=tiles, waves=waves, tail_blocks_per_sm=tail_bps, k_iters=k_iters,
-                compute_s=compute, l2_s=l2, ingest_s=ingest, dram_s=dram, memory_s=memory,
-                quantised_s=sp.Max(compute, l2, ingest), fixed_s=fixed, fixed_affine_s=fixed_affine,
-                memset_s=memset, latency_s=latency)
+    held = dict(tiles=tiles, waves=waves, tail_blocks_per_sm=tail_bps, busiest_tiles=busiest,
+                k_iters=k_iters, compute_s=compute, epilogue_s=epilogue, l2_s=l2, ingest_s=ingest,
+                dram_s=dram, memory_s=memory, quantised_s=sp.Max(compute, l2, ingest), fixed_s=fixed,
+                fixed_affine_s=fixed_affine, memset_s=memset, latency_s=latency)
+    one = {dq: d}
+    return dict(symbol=d, held_symbol=dq, held=held) | {key: e.xreplace(one) for key, e in held.items()}
 
 
 def latency_terms(shape, cfg: KernelConfig, gpu: GPUSpec | str, free: str = "n",
                   profile: calibration.Profile | None = None) -> dict:
-    """Every term of the closed form: ``symbol``, ``tiles``, ``waves``, ``compute_s``, ``memory_s``, ...
+    """Every term of the closed form: ``symbol``, ``tiles``, ``waves``, ``busiest_tiles``, ``compute_s``,
+    ``epilogue_s``, ``memory_s``, ...; ``held`` holds them in ``symbol`` and ``held_symbol`` (quantised).
 
     ``shape`` is a ``Gemm``, a ``Conv2d`` (``free="n"``) or an ``(m, n, k)`` tuple; the value it gives
     the free dimension is ignored. ``profile=None`` takes the shipped calibration profile, so the
@@ -175,12 +209,21 @@ class _IntegerCeilingPrinter(NumPyPrinter):
         return f"(-((-({self._print(num)})) // ({self._print(den)})))"
 
 
-def lambdify(symbol: sp.Symbol, expr: sp.Expr):
-    """``expr`` as a numpy function of integer ``symbol`` values, with exact integer ceilings."""
+def lambdify(symbol, expr: sp.Expr):
+    """``expr`` as a numpy function of integer ``symbol`` values, with exact integer ceilings.
+
+    ``symbol`` may be a tuple of symbols; the function then takes one argument per symbol (broadcast).
+    """
     printer = _IntegerCeilingPrinter({"fully_qualified_modules": False, "inline": True,
                                       "allow_unknown_functions": True})
-    fn = sp.lambdify(symbol, expr, "numpy", printer=printer)
-    return lambda x: np.broadcast_to(fn(np.asarray(x, dtype=np.int64)), np.shape(x)).astype(np.float64)
+    symbols = tuple(symbol) if isinstance(symbol, tuple | list) else (symbol,)
+    fn = sp.lambdify(symbols, expr, "numpy", printer=printer)
+
+    def evaluate(*xs):
+        xs = [np.asarray(x, dtype=np.int64) for x in xs]
+        shape = np.broadcast_shapes(*(np.shape(x) for x in xs))
+        return np.broadcast_to(fn(*xs), shape).astype(np.float64)
+    return evaluate
 
 
 def latency_function(shape, cfg: KernelConfig, gpu: GPUSpec | str, free: str = "n",
@@ -209,13 +252,12 @@ def boundaries(cfg: KernelConfig, free: str, lo: int, hi: int) -> np.ndarray:
 
 
 def _pieces(shape, cfg, gpu, free, profile, d: np.ndarray) -> dict:
-    """At each ``d``: the quantised term ``S`` at ``d`` and ``d - 1``, ``D(d)`` and ``F(d)``."""
+    """At each ``d``: ``S``, ``F`` and ``D`` at ``d``; ``S`` and ``F`` of the piece held from ``d - 1``."""
     t = _terms(shape, cfg, gpu, free, profile)
-    quantised = lambdify(t["symbol"], t["quantised_s"])
-    memset = lambdify(t["symbol"], t["memset_s"])
-    affine = lambdify(t["symbol"], t["fixed_affine_s"])(d)
-    return dict(s_now=quantised(d), s_before=quantised(d - 1), dram=lambdify(t["symbol"], t["dram_s"])(d),
-                fixed=affine + memset(d), fixed_before=affine + memset(d - 1))
+    held, syms = t["held"], (t["held_symbol"], t["symbol"])
+    quantised, fixed = lambdify(syms, held["quantised_s"]), lambdify(syms, held["fixed_s"])
+    return dict(s_now=quantised(d, d), s_held=quantised(d - 1, d), dram=lambdify(t["symbol"], t["dram_s"])(d),
+                fixed=fixed(d, d), fixed_held=fixed(d - 1, d))
 
 
 def _step_positions(shape, cfg, gpu, free, lo, hi, profile) -> list[int]:
@@ -223,7 +265,7 @@ def _step_positions(shape, cfg, gpu, free, lo, hi, profile) -> list[int]:
     if d.size == 0:
         return []
     p = _pieces(shape, cfg, gpu, free, profile, d)
-    step = ((p["s_now"] > p["s_before"]) & (p["s_now"] > p["dram"])) | (p["fixed"] > p["fixed_before"])
+    step = ((p["s_now"] > p["s_held"]) & (p["s_now"] > p["dram"])) | (p["fixed"] > p["fixed_held"])
     return [int(x) for x in d[step]]
 
 
@@ -244,11 +286,13 @@ def staircase_steps(shape, gpu: GPUSpec | str, free: str, lo: int, hi: int, back
     For a library backend the latency at ``d`` is that of the configuration its selection rule picks.
     ``d`` is a step when that latency exceeds what the same rule picks at ``d`` among the pieces
     held from ``d - 1`` (every configuration with its quantised terms at their ``d - 1`` values and
-    its affine terms at ``d``). For one configuration this is ``step_positions``. If no
+    its continuous terms at ``d``). For one configuration this is ``step_positions``. If no
     configuration steps at ``d`` the two agree, so only the union of the configurations' own steps is
     evaluated. The rule is applied as if ``d`` met every configuration's alignment: these are the
     steps of the staircase that aligned shapes (multiples of 8, say) follow; an unaligned ``d`` runs
-    a fallback kernel off that staircase, and a switch forced by alignment is never a step.
+    a fallback kernel off that staircase, and a switch forced by alignment is never a step. The rule's
+    other conditions hold as in ``predict_latency`` (a conv library's plain-GEMM kernels run only on
+    1x1, stride-1, unpadded convolutions).
     """
     gpu, shape, (lo, hi) = lookup_gpu(gpu), problem(shape, free), _check_range(lo, hi)
     if isinstance(backend, KernelConfig):
@@ -262,13 +306,13 @@ def staircase_steps(shape, gpu: GPUSpec | str, free: str, lo: int, hi: int, back
         return cands
     d = np.asarray(cands, dtype=np.int64)
     align = math.lcm(*(c.alignment_elements for c in configs))
-    g_sel = _gemm(at(shape, free, -(-d // align) * align))      # d rounded up to meet every alignment
+    sel = at(shape, free, -(-d // align) * align)               # d rounded up to meet every alignment
     now, held = [], []
     for c in configs:
         p = _pieces(shape, c, gpu, free, profile, d)
         now.append(dict(latency_s=p["fixed"] + np.maximum(p["s_now"], p["dram"])))
-        held.append(dict(latency_s=p["fixed_before"] + np.maximum(p["s_before"], p["dram"])))
+        held.append(dict(latency_s=p["fixed_held"] + np.maximum(p["s_held"], p["dram"])))
     pick = np.arange(d.size)
-    lat_now = np.stack([t["latency_s"] for t in now])[select(g_sel, configs, now), pick]
-    lat_held = np.stack([t["latency_s"] for t in held])[select(g_sel, configs, held), pick]
+    lat_now = np.stack([t["latency_s"] for t in now])[select(_gemm(sel), configs, now, sel), pick]
+    lat_held = np.stack([t["latency_s"] for t in held])[select(_gemm(sel), configs, held, sel), pick]
     return [int(x) for x in d[lat_now > lat_held * (1 + 1e-12)]]
