@@ -37,7 +37,7 @@ from ..configs import library_configs, own_kernels
 from ..gpus import GPUSpec
 from ..gpus import gpu as lookup_gpu
 from ..latency import predict_latency
-from . import add_gpu_argument, add_json_argument, print_json, table
+from . import add_json_argument, print_json, table
 from .validate import stats_table
 
 GROUPS = ("own", "cublas", "cudnn")
@@ -65,7 +65,9 @@ def add_parser(subparsers) -> None:
                    help=f"--measure: wall-clock budget of the sweep, seconds (default {DEFAULT_BUDGET_S:g})")
     p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS,
                    help=f"Levenberg-Marquardt iterations per fit (default {DEFAULT_ITERATIONS})")
-    add_gpu_argument(p, default=None)
+    p.add_argument("--gpu", default=None,
+                   help="GPU catalogue name or alias (see 'wavemodel gpus'); default h100-sxm with --data, "
+                        "the local device with --measure")
     add_json_argument(p)
 
 
