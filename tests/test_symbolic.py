@@ -447,8 +447,10 @@ def brute_staircase_steps(dims, gpu, free, lo, hi, backend, make=None):
         now.append(dict(latency_s=lat[1:]))
         # held from d - 1: the memset a persistent kernel adds from its second wave is quantised too
         fixed_held = fixed[1:] - memset[1:] + memset[:-1]
-        growth = epilogue_growth(wm.predict_latency(shape, gpu, backend=c, profile=profile), g, c, gpu)
-        held.append(dict(latency_s=fixed_held + held_from_before(comp, mem, dram_s(shape, c, gpu), growth)))
+        applied = profile.apply(c)     # the library's profile: its configurations' own names have none
+        growth = epilogue_growth(wm.predict_latency(shape, gpu, backend=c, profile=profile), g, applied, gpu)
+        dram = dram_bytes(shape, c.split_k) / (gpu.dram_bandwidth_bytes_per_s * applied.bandwidth_efficiency)
+        held.append(dict(latency_s=fixed_held + held_from_before(comp, mem, dram, growth)))
     pick = np.arange(x.size - 1)
     lat_now = np.stack([t["latency_s"] for t in now])[select(g_aligned, configs, now, sel), pick]
     lat_held = np.stack([t["latency_s"] for t in held])[select(g_aligned, configs, held, sel), pick]

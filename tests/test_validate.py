@@ -296,7 +296,7 @@ def test_committed_h100_report_is_consistent(capsys):
 
 
 @pytest.mark.xfail(reason="the shipped model does not meet the bounds of issues 3 and 4 yet; remove this "
-                          "mark when 'wavemodel validate validation/data/h100-sxm' exits 0", strict=False)
+                          "mark when 'wavemodel validate validation/data/h100-sxm' exits 0", strict=True)
 def test_committed_h100_evaluation_data_meets_the_bounds(capsys):
     code, out, _ = run(["validate", str(H100_DATA), "--json"], capsys)
     assert json.loads(out)["failures"] == [] and code == 0

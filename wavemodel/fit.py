@@ -103,10 +103,9 @@ def fit_profile(groups: Sequence[Group], gpu: GPUSpec, backend, *, families: Seq
 
     r = residuals(x)
     c = cost(r)
-    lam, done = 1e-2, 0
+    lam, done, h, stalls = 1e-2, 0, 3e-3, 0
     for it in range(1, iterations + 1):
         done = it
-        h = 1e-4
         jac = np.empty((r.size, x.size))
         for j in range(x.size):
             xj = x.copy()
@@ -131,8 +130,15 @@ def fit_profile(groups: Sequence[Group], gpu: GPUSpec, backend, *, families: Seq
                 c = c_new
                 break
             lam *= 4
-        if not improved or converged:
+        if improved and not converged:
+            stalls = 0
+            continue
+        # the model is piecewise (ceilings, a library's choice): a stalled step may be a finite
+        # difference straddling a step; retry with a wider one before giving up
+        stalls += 1
+        if stalls > 2:
             break
+        h, lam = h * 4, 1e-2
     profile = _unpack(x, names, start)
     params = {f"{fam}.{p}" if fam else p: float(v) for (fam, p), v in zip(names, np.exp(x), strict=True)}
     return FitResult(profile, r, done, params)

@@ -6,11 +6,12 @@ For one kernel configuration the time of a call is
 
 (a persistent kernel with more tiles than CTAs launches a memset before it; split-K adds a reduction)
 
-- ``t_compute`` is the wave-quantised math time: every full wave takes ``bps * t_tile +
-  tile_overhead`` (the SM's ``bps`` resident blocks share its math rate; ``t_tile`` is one tile's
+- ``t_compute`` is the wave-quantised math time of the busiest SM: every full wave takes ``bps *
+  t_tile`` (the SM's ``bps`` resident blocks share its math rate; ``t_tile`` is one tile's
   ``2*tile_m*tile_n*K`` FLOPs, K rounded up to whole K tiles, at ``efficiency`` of the SM's peak),
-  and the last, partial wave takes as long as its busiest SM needs: ``max(j * t_tile, bps * t_tile /
-  single_block_speedup) + tile_overhead`` for ``j`` blocks on that SM.
+  the last, partial wave ``max(j * t_tile, bps * t_tile / single_block_speedup)`` for ``j`` blocks
+  on that SM; each of the busiest SM's tiles adds ``tile_overhead`` (prologue, pipeline fill) and,
+  where a family's ``store_bytes_per_s`` is set, its epilogue: the tile's valid outputs at that rate.
 - ``t_dram`` is the compulsory DRAM traffic (each operand read once, the output written once, split-K
   partials written and read back; for a convolution the real activation, filter and output tensors)
   at ``bandwidth_efficiency`` of the DRAM bandwidth.
@@ -81,9 +82,14 @@ def dram_bytes(shape: Gemm | Conv2d, split_k: int = 1):
     f = np.float64
     if isinstance(shape, Conv2d):
         n = np.asarray(shape.n, dtype=f)
-        # a strided filter narrower than its stride skips input rows and columns (1x1, stride 2: a quarter)
-        rows = np.minimum(shape.h, shape.p * np.minimum(shape.dilation * (shape.r - 1) + 1, shape.stride))
-        cols = np.minimum(shape.w, shape.q * np.minimum(shape.dilation * (shape.s - 1) + 1, shape.stride))
+        # the input rows (columns) the filter windows cover: contiguous when a window spans at least a
+        # stride, else p windows of span rows each (1x1 stride 2: a quarter of the input)
+        def covered(size, out, taps):
+            span = shape.dilation * (taps - 1) + 1
+            windows = np.where(span >= shape.stride, (out - 1) * shape.stride + span, out * span)
+            return np.minimum(size, windows)
+
+        rows, cols = covered(shape.h, shape.p, shape.r), covered(shape.w, shape.q, shape.s)
         inputs = n * rows * cols * shape.c + np.asarray(shape.k, dtype=f) * shape.r * shape.s * (
             np.asarray(shape.c, dtype=f) / shape.groups)
         outputs = n * shape.p * shape.q * shape.k
