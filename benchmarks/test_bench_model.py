@@ -19,6 +19,21 @@ def million_shapes():
                    k=rng.integers(1, 16385, 1_000_000), dtype="fp16")
 
 
+@pytest.fixture(scope="module")
+def million_aligned_shapes():
+    rng = np.random.default_rng(1)     # every shape 8-aligned: all of cuBLAS's fast configurations run
+    return wm.Gemm(m=rng.integers(1, 2049, 1_000_000) * 8, n=rng.integers(1, 2049, 1_000_000) * 8,
+                   k=rng.integers(1, 2049, 1_000_000) * 8, dtype="fp16")
+
+
+def test_million_aligned_gemm_shapes_through_cublas(benchmark, million_aligned_shapes):
+    p = benchmark.pedantic(wm.predict_latency, args=(million_aligned_shapes, H100), rounds=5, warmup_rounds=1)
+    assert p.latency_s.shape == (1_000_000,)
+    benchmark.extra_info["shapes"] = 1_000_000
+    median_s = benchmark.stats["median"]
+    assert median_s < 1.5 * TARGET_S, f"median {median_s:.3f}s (target {TARGET_S} s for random shapes)"
+
+
 @pytest.mark.parametrize("backend", ["cublas", "own"])
 def test_million_gemm_shapes_one_call(benchmark, million_shapes, backend):
     if backend == "own":

@@ -27,7 +27,7 @@ rule picks (``select``). Parameters come from the GPU's calibration profile wher
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -246,6 +246,78 @@ def predict_latency(shape, gpu_spec: GPUSpec | str = "h100-sxm", backend=None, *
     configs = tuple(profile.apply(c) for c in candidate_configs(backend, gpu, g.dtype))
     for cfg in configs:
         cfg.occupancy(gpu)                    # raises ValueError if the configuration cannot fit
+    if len(configs) > 1 and any(_restricted(c) for c in configs):
+        parts = _partition(shape, g, configs)
+        if len(parts) > 1 or len(parts[0][2]) < len(configs):
+            return _merge(np.broadcast_shapes(*(np.shape(getattr(shape, f)) for f in _dims(shape))),
+                          [(idx, _predict(sub, sub.gemm() if isinstance(sub, Conv2d) else sub, cs, gpu,
+                                          profile, name)) for idx, sub, cs in parts])
+    return _predict(shape, g, configs, gpu, profile, name)
+
+
+def _restricted(c: KernelConfig) -> bool:
+    return c.alignment_elements > 1 or c.only_misaligned or c.plain_gemm_only
+
+
+def _dims(shape) -> tuple[str, ...]:
+    if isinstance(shape, Conv2d):
+        return ("n", "c", "h", "w", "k", "r", "s", "stride", "padding", "dilation")
+    return ("m", "n", "k", "batch")
+
+
+def _partition(shape, g: Gemm, configs):
+    """Split the shapes by which configurations may run them (alignment class, plain-GEMM conv):
+    ``[(flat indices or None, sub-shape, eligible configurations)]``; each part is predicted with
+    its own configurations only, so no configuration is evaluated where the library cannot run it."""
+    out_shape = np.broadcast_shapes(*(np.shape(getattr(shape, f)) for f in _dims(shape)))
+    tests = sorted({("align", c.alignment_elements) for c in configs if c.alignment_elements > 1}
+                   | ({("align", max(1, 16 // DTYPE_IN_BYTES[g.dtype]))}
+                      if any(c.only_misaligned for c in configs) else set())
+                   | ({("plain", 0)} if any(c.plain_gemm_only for c in configs) else set()))
+    flags = [np.broadcast_to(g.aligned(a) if kind == "align" else plain_gemm(shape), out_shape).ravel()
+             for kind, a in tests]
+    code = np.zeros(int(np.prod(out_shape)), dtype=np.int64)
+    for bit, f in enumerate(flags):
+        code |= f.astype(np.int64) << bit
+    parts = []
+    for value in np.unique(code):
+        held = {t: bool(value >> bit & 1) for bit, t in enumerate(tests)}
+        aligned16 = held.get(("align", max(1, 16 // DTYPE_IN_BYTES[g.dtype])), False)
+        eligible = tuple(c for c in configs
+                         if (c.alignment_elements <= 1 or held[("align", c.alignment_elements)])
+                         and not (c.only_misaligned and aligned16)
+                         and not (c.plain_gemm_only and not held[("plain", 0)]))
+        if not eligible:
+            need = min(c.alignment_elements for c in configs)
+            raise ValueError(f"n, k: every configuration of this backend needs N and K to be multiples of "
+                             f"{need} elements; the catalogue has no fallback for misaligned shapes")
+        if out_shape == ():
+            return [(None, shape, eligible)]
+        idx = np.flatnonzero(code == value)
+        sub = replace(shape, **{f: np.broadcast_to(getattr(shape, f), out_shape).ravel()[idx]
+                                for f in _dims(shape)})
+        parts.append((idx, sub, eligible))
+    return parts
+
+
+def _merge(out_shape, parts) -> Prediction:
+    """One Prediction of ``out_shape`` from the predictions of its parts (flat indices each)."""
+    first = parts[0][1]
+    if out_shape == ():
+        return first
+    size = int(np.prod(out_shape))
+    fields = {}
+    for f in ("latency_s", "waves", "tiles", "blocks_per_sm", "tail_utilization", "config", "bound", "flops",
+              "compute_s", "memory_s", "wave_size"):
+        vals = [np.asarray(getattr(p, f)) for _, p in parts]
+        out = np.empty(size, dtype=object if f == "config" else np.result_type(*vals))
+        for (idx, _), v in zip(parts, vals, strict=True):
+            out[idx] = v
+        fields[f] = out.reshape(out_shape)
+    return Prediction(backend=first.backend, calibrated=first.calibrated, **fields)
+
+
+def _predict(shape, g: Gemm, configs, gpu: GPUSpec, profile, name) -> Prediction:
     shared = _Shared(g, shape)
     terms = [config_latency(g, c, gpu, profile, shape, shared) for c in configs]
     if len(configs) == 1:
