@@ -31,7 +31,7 @@ def test_million_aligned_gemm_shapes_through_cublas(benchmark, million_aligned_s
     assert p.latency_s.shape == (1_000_000,)
     benchmark.extra_info["shapes"] = 1_000_000
     median_s = benchmark.stats["median"]
-    assert median_s < 1.5 * TARGET_S, f"median {median_s:.3f}s (target {TARGET_S} s for random shapes)"
+    assert median_s < TARGET_S, f"median {median_s:.3f}s over the 1 s target"
 
 
 @pytest.mark.parametrize("backend", ["cublas", "own"])
