@@ -261,7 +261,7 @@ def _restricted(c: KernelConfig) -> bool:
 
 def _dims(shape) -> tuple[str, ...]:
     if isinstance(shape, Conv2d):
-        return ("n", "c", "h", "w", "k", "r", "s", "stride", "padding", "dilation")
+        return ("n", "c", "h", "w", "k", "r", "s", "stride", "padding", "dilation", "groups")
     return ("m", "n", "k", "batch")
 
 
