@@ -172,10 +172,14 @@ def test_a_conv_library_runs_its_gemm_kernels_only_on_plain_gemm_convs():
 
 def test_library_prediction_partitions_mixed_convs_like_their_scalar_predictions():
     # grouped and plain convs, 1x1 and 3x3, aligned and not, in one vectorised cuDNN call
-    c = np.array([64, 64, 32, 24, 8]); k = np.array([64, 128, 32, 24, 16]); groups = np.array([1, 1, 32, 1, 8])
-    r = np.array([1, 3, 3, 1, 3]); pad = r // 2
+    c = np.array([64, 64, 32, 24, 8])
+    k = np.array([64, 128, 32, 24, 16])
+    groups = np.array([1, 1, 32, 1, 8])
+    r = np.array([1, 3, 3, 1, 3])
+    pad = r // 2
     vec = wm.predict_latency(wm.Conv2d(n=8, c=c, h=28, w=28, k=k, r=r, s=r, padding=pad, groups=groups), H100)
     for i in range(c.size):
-        one = wm.predict_latency(wm.Conv2d(n=8, c=int(c[i]), h=28, w=28, k=int(k[i]), r=int(r[i]), s=int(r[i]),
+        ri = int(r[i])
+        one = wm.predict_latency(wm.Conv2d(n=8, c=int(c[i]), h=28, w=28, k=int(k[i]), r=ri, s=ri,
                                            padding=int(pad[i]), groups=int(groups[i])), H100)
         assert vec.latency_s[i] == one.latency_s and vec.config[i].name == one.config.name
