@@ -36,7 +36,7 @@ from .configs import KernelConfig, library_configs, own_kernels
 from .gpus import GPUSpec
 from .gpus import gpu as lookup_gpu
 from .shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES, Conv2d, Gemm, as_shape
-from .waves import WaveStats, wave_size
+from .waves import waves_of
 
 BOUNDS = ("compute", "memory", "latency")
 LIBRARY_BACKENDS = ("cublas", "cudnn")
@@ -152,16 +152,10 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     across the configurations of one call.
     """
     sh = shared or _Shared(g, shape if shape is not None else g)
-    bps = cfg.occupancy(gpu).blocks_per_sm
-    size = wave_size(cfg, gpu)
-    tiles = sh.tiles("m", cfg.tile_m, cfg.cluster_m) * sh.tiles("n", cfg.tile_n, cfg.cluster_n) * (
-        sh.batch * cfg.split_k)
-    waves = np.ceil(tiles / size)
-    tail = tiles - (waves - 1) * size
-    ws = WaveStats(m=g.m, n=g.n, tile_m=cfg.tile_m, tile_n=cfg.tile_n, sm_count=gpu.sm_count,
-                   tiles_m=None, tiles_n=None, tiles=tiles, blocks_per_sm=bps, wave_size=size, waves=waves,
-                   tail_tiles=tail)
-    tail_bps = np.ceil(tail / gpu.sm_count)
+    ws = waves_of(g.m, g.n, sh.batch, sh.tiles("m", cfg.tile_m, cfg.cluster_m),
+                  sh.tiles("n", cfg.tile_n, cfg.cluster_n), cfg, gpu)
+    bps, tiles, waves = ws.blocks_per_sm, ws.tiles, ws.waves
+    tail_bps = np.ceil(ws.tail_tiles / gpu.sm_count)
     sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
     k_iters = sh.k_iters(cfg.split_k, cfg.tile_k)
     t_tile = k_iters * (2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency))

@@ -65,9 +65,15 @@ def wave_stats(m, n, batch, cfg: KernelConfig, gpu: GPUSpec) -> WaveStats:
     """Tile counts, waves and tail of a ``batch x m x n`` output under ``cfg`` on ``gpu``."""
     tiles_m = ceil_div(ceil_div(m, cfg.tile_m), cfg.cluster_m) * cfg.cluster_m
     tiles_n = ceil_div(ceil_div(n, cfg.tile_n), cfg.cluster_n) * cfg.cluster_n
+    return waves_of(m, n, batch, tiles_m, tiles_n, cfg, gpu)
+
+
+def waves_of(m, n, batch, tiles_m, tiles_n, cfg: KernelConfig, gpu: GPUSpec) -> WaveStats:
+    """WaveStats from tile counts already rounded to the cluster (integer- or float-valued arrays:
+    the model's hot path passes exact float64 counts, which numpy divides much faster)."""
     tiles = tiles_m * tiles_n * (np.asarray(batch) * cfg.split_k)
     size = wave_size(cfg, gpu)
-    waves = ceil_div(tiles, size)
+    waves = ceil_div(tiles, size) if np.asarray(tiles).dtype.kind in "iu" else np.ceil(tiles / size)
     return WaveStats(
         m=m, n=n, tile_m=cfg.tile_m, tile_n=cfg.tile_n, sm_count=gpu.sm_count, tiles_m=tiles_m,
         tiles_n=tiles_n, tiles=tiles, blocks_per_sm=cfg.occupancy(gpu).blocks_per_sm, wave_size=size,
