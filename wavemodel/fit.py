@@ -19,13 +19,15 @@ from .gpus import GPUSpec
 from .latency import predict_latency
 from .shapes import Conv2d, Gemm
 
+MAX_FD_STEP = 0.2   # widest finite-difference step, in log-parameter units (a factor of 1.22)
 GPU_PARAMS = ("launch_overhead_s", "l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s")
 FAMILY_PARAMS = ("efficiency", "tile_overhead_s", "kernel_fixed_s", "bandwidth_efficiency")
 BOUNDS = {   # physical ranges: a fit that leaves them is a model error, not a result
     "launch_overhead_s": (1e-7, 2e-5), "l2_bandwidth_bytes_per_s": (1e11, 1e14),
     "sm_bandwidth_bytes_per_s": (1e9, 1e12), "efficiency": (0.02, 1.0), "tile_overhead_s": (1e-9, 2e-5),
     "kernel_fixed_s": (1e-7, 2e-5), "bandwidth_efficiency": (0.2, 1.0),
-    "single_block_speedup": (1.0, 8.0), "store_bytes_per_s": (1e9, 1e13),
+    "single_block_speedup": (1.0, 8.0), "store_bytes_per_s": (1e9, 1e13), "overlap": (1e-3, 1.0),
+    "scalar_store_factor": (1.0, 8.0),
 }
 
 
@@ -75,20 +77,22 @@ def fit_profile(groups: Sequence[Group], gpu: GPUSpec, backend, *, families: Seq
     """Fit GPU-level and per-family parameters so ``predict_latency`` matches ``groups``.
 
     ``initial`` maps a parameter name (or ``"family.param"``) to its starting value; otherwise
-    physical defaults are used.
+    physical defaults are used. ``free_family`` names the per-family parameters to fit: one tuple for
+    every family, or a dict from family to its own tuple.
     """
     bw = gpu.dram_bandwidth_bytes_per_s
     start = start or Profile(launch_overhead_s=1.5e-6, l2_bandwidth_bytes_per_s=3 * bw,
                              sm_bandwidth_bytes_per_s=2.5 * bw / gpu.sm_count)
     initial = initial or {}
     defaults = {"efficiency": 0.7, "tile_overhead_s": 0.5e-6, "kernel_fixed_s": 2.5e-6,
-                "bandwidth_efficiency": 0.85, "single_block_speedup": 1.5, "store_bytes_per_s": 50e9}
+                "bandwidth_efficiency": 0.85, "single_block_speedup": 1.5, "store_bytes_per_s": 50e9,
+                "overlap": 0.5, "scalar_store_factor": 1.5}
     names, x0 = [], []
     for p in free_gpu:
         names.append(("", p))
         x0.append(initial.get(p, getattr(start, p)))
     for fam in families:
-        for p in free_family:
+        for p in (free_family.get(fam, ()) if isinstance(free_family, dict) else free_family):
             names.append((fam, p))
             x0.append(initial.get(f"{fam}.{p}", start.families.get(fam, {}).get(p, defaults[p])))
     lo = np.log([BOUNDS[p][0] for _, p in names])
@@ -109,7 +113,8 @@ def fit_profile(groups: Sequence[Group], gpu: GPUSpec, backend, *, families: Seq
         jac = np.empty((r.size, x.size))
         for j in range(x.size):
             xj = x.copy()
-            xj[j] = xj[j] + h if xj[j] + h <= hi[j] else xj[j] - h
+            # forward difference, backward at the upper bound; never outside the bounds
+            xj[j] = xj[j] + h if xj[j] + h <= hi[j] else max(xj[j] - h, lo[j])
             jac[:, j] = (residuals(xj) - r) / (xj[j] - x[j])
         w = 1.0 / np.sqrt(1 + (r / soft_scale) ** 2)          # IRLS weights of the soft-L1 loss
         g = jac.T @ (w * r)
@@ -138,7 +143,7 @@ def fit_profile(groups: Sequence[Group], gpu: GPUSpec, backend, *, families: Seq
         stalls += 1
         if stalls > 2:
             break
-        h, lam = h * 4, 1e-2
+        h, lam = min(h * 4, MAX_FD_STEP), 1e-2
     profile = _unpack(x, names, start)
     params = {f"{fam}.{p}" if fam else p: float(v) for (fam, p), v in zip(names, np.exp(x), strict=True)}
     return FitResult(profile, r, done, params)
