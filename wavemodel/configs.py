@@ -3,7 +3,8 @@
 A ``KernelConfig`` is what the model needs to know about one kernel: its CTA tile, threads,
 registers and shared memory (for occupancy), pipeline stages, cluster shape, split-K factor, which
 unit does the math, and the model parameters that calibration fits (``efficiency``,
-``tile_overhead_s``, ``kernel_fixed_s``, ``single_block_speedup``, ``bandwidth_efficiency``).
+``tile_overhead_s``, ``kernel_fixed_s``, ``single_block_speedup``, ``bandwidth_efficiency``,
+``store_bytes_per_s``, ``scalar_store_factor``, ``overlap``).
 Catalogues live in ``data/configs/*.toml``: ``own.toml`` for our kernels (registers as the compiler
 reports them for sm_90) and one file per library and architecture family for cuBLAS / cuDNN.
 """
@@ -47,6 +48,8 @@ class KernelConfig:
     single_block_speedup: float = 1.0  # how much faster a block runs alone on an SM than among bps blocks
     bandwidth_efficiency: float = 0.85  # fraction of DRAM bandwidth the kernel's streams reach
     store_bytes_per_s: float = 0.0     # one SM's epilogue store rate for C (0: the epilogue is free)
+    overlap: float = 1.0               # share of the shorter of math and operand streaming hidden (1: max)
+    scalar_store_factor: float = 1.0   # epilogue slowdown where C's rows are not 16-byte aligned
     extra_kernels: int = 0             # kernels launched beside the main one every call (e.g. a memset)
     kind: str = "gemm"                 # "gemm" or "conv" (implicit GEMM)
     family: str = ""                   # calibration group: configurations of a family share parameters
@@ -66,6 +69,10 @@ class KernelConfig:
             raise ValueError(f"math: {self.math!r} is not one of {', '.join(MATH_UNITS)}")
         if not 0 < self.efficiency <= 1:
             raise ValueError(f"efficiency: must be in (0, 1], got {self.efficiency!r}")
+        if not 0 <= self.overlap <= 1:
+            raise ValueError(f"overlap: must be in [0, 1], got {self.overlap!r}")
+        if self.scalar_store_factor < 1:
+            raise ValueError(f"scalar_store_factor: must be >= 1, got {self.scalar_store_factor!r}")
         if self.store_bytes_per_s < 0:
             raise ValueError(f"store_bytes_per_s: must be >= 0, got {self.store_bytes_per_s!r}")
         if not 0 < self.bandwidth_efficiency <= 1:

@@ -11,7 +11,8 @@ For one kernel configuration the time of a call is
   ``2*tile_m*tile_n*K`` FLOPs, K rounded up to whole K tiles, at ``efficiency`` of the SM's peak),
   the last, partial wave ``max(j * t_tile, bps * t_tile / single_block_speedup)`` for ``j`` blocks
   on that SM; each of the busiest SM's tiles adds ``tile_overhead`` (prologue, pipeline fill) and,
-  where a family's ``store_bytes_per_s`` is set, its epilogue: the tile's valid outputs at that rate.
+  where a family's ``store_bytes_per_s`` is set, its epilogue: the tile's valid outputs at that rate,
+  ``scalar_store_factor`` times slower where rows of C are not 16-byte aligned (element-wise stores).
 - ``t_dram`` is the compulsory DRAM traffic (each operand read once, the output written once, split-K
   partials written and read back; for a convolution the real activation, filter and output tensors)
   at ``bandwidth_efficiency`` of the DRAM bandwidth.
@@ -20,6 +21,9 @@ For one kernel configuration the time of a call is
   once and multicast), and the busiest SM's tiles through what one SM can ingest; so small tiles,
   few busy SMs and convolutions' re-read activations pay here.
 - ``kernel_fixed`` is one kernel's launch (in a CUDA graph), start-up and drain.
+- Math and streaming overlap: a kernel hides ``overlap`` of the shorter of ``t_compute`` and the
+  memory time under the longer (1, the default: ``max``; 0: they add up). Our 1- and 2-block-per-SM
+  tensor-core kernels hide about half (fitted), their operand streaming is not free.
 
 A library backend evaluates every configuration of its catalogue and runs the one its selection
 rule picks (``select``). Parameters come from the GPU's calibration profile where one ships.
@@ -167,6 +171,9 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
         compute = compute + busiest * cfg.tile_overhead_s
     if cfg.store_bytes_per_s:   # each of its tiles stores its valid part of C after its main loop
         valid = np.minimum(cfg.tile_m, sh.m) * np.minimum(cfg.tile_n, sh.n) * DTYPE_OUT_BYTES[g.dtype]
+        if cfg.scalar_store_factor != 1:    # rows of C not 16-byte aligned: element-wise stores
+            vector = 16 // DTYPE_OUT_BYTES[g.dtype]
+            valid = valid * np.where(sh.n % vector == 0, 1.0, cfg.scalar_store_factor)
         compute = compute + busiest * valid / cfg.store_bytes_per_s
 
     dram = sh.dram_bytes(cfg.split_k) / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
@@ -183,7 +190,10 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
         extra = extra + sh.outputs() * (4.0 * cfg.split_k + DTYPE_OUT_BYTES[g.dtype]) / (
             gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
     fixed = cfg.kernel_fixed_s + extra
-    return dict(latency_s=fixed + np.maximum(compute, memory), compute_s=compute, memory_s=memory,
+    body = np.maximum(compute, memory)
+    if cfg.overlap < 1:        # the part of the shorter of math and streaming the main loop does not hide
+        body = body + (1.0 - cfg.overlap) * np.minimum(compute, memory)
+    return dict(latency_s=fixed + body, compute_s=compute, memory_s=memory,
                 dram_s=dram, l2_s=l2, ingest_s=ingest, fixed_s=fixed, memset_s=memset, stats=ws)
 
 

@@ -9,7 +9,8 @@ CSVs in DIR with ``wavemodel.fit.fit_profile``, one fit per backend group of the
 - ``own``: every one of our kernels is its own family (its catalogue ``family``, the kernel's name);
   free: the group's launch_overhead_s, l2_bandwidth_bytes_per_s, sm_bandwidth_bytes_per_s and per
   family efficiency, tile_overhead_s, kernel_fixed_s, bandwidth_efficiency, single_block_speedup,
-  store_bytes_per_s (started at 20e9);
+  store_bytes_per_s (started at 20e9), overlap and, for kernels that take rows of C that are not
+  16-byte aligned, scalar_store_factor;
 - ``cublas`` / ``cudnn``: the families of the library's catalogue for the dtypes in the data; free:
   the group's three parameters and per family the first four above.
 
@@ -37,11 +38,12 @@ from ..configs import library_configs, own_kernels
 from ..gpus import GPUSpec
 from ..gpus import gpu as lookup_gpu
 from ..latency import predict_latency
+from ..shapes import DTYPE_OUT_BYTES
 from . import add_json_argument, print_json, table
 from .validate import stats_table
 
 GROUPS = ("own", "cublas", "cudnn")
-OWN_FREE = (*fit.FAMILY_PARAMS, "single_block_speedup", "store_bytes_per_s")
+OWN_FREE = (*fit.FAMILY_PARAMS, "single_block_speedup", "store_bytes_per_s", "overlap", "scalar_store_factor")
 OWN_INITIAL_STORE_BYTES_PER_S = 20e9
 DEFAULT_ITERATIONS = 40
 DEFAULT_BUDGET_S = 300.0
@@ -113,6 +115,19 @@ def catalogue_families(group: str, rows, gpu: GPUSpec) -> tuple[list[str], list[
     return sorted(families), sorted(unnamed)
 
 
+def own_free(families) -> dict[str, tuple[str, ...]]:
+    """Per family of our kernels, the parameters to fit: ``scalar_store_factor`` only for kernels that
+    take rows of C that are not 16-byte aligned (the others never store element-wise)."""
+    own = {c.family or name: c for name, c in own_kernels().items()}
+    out = {}
+    for fam in families:
+        cfg = own[fam]
+        widest = max(DTYPE_OUT_BYTES[d] for d in cfg.dtypes)
+        scalar = cfg.alignment_elements * widest % 16 != 0
+        out[fam] = tuple(p for p in OWN_FREE if scalar or p != "scalar_store_factor")
+    return out
+
+
 def predictable(groups, gpu: GPUSpec) -> tuple[list, list[str]]:
     """(groups the model predicts, labels of those it raises on)."""
     good, bad = [], []
@@ -135,10 +150,11 @@ def fit_group(group: str, rows, gpu: GPUSpec, iterations: int = DEFAULT_ITERATIO
         raise ValueError(f"--backend {group}: the model predicts none of its rows ({'; '.join(skipped)})")
     kept = [r for members, _ in groups for r in members]
     families, unnamed = catalogue_families(group, kept, gpu)
-    free_family = OWN_FREE if group == "own" else fit.FAMILY_PARAMS
+    free_family = own_free(families) if group == "own" else fit.FAMILY_PARAMS
     initial = ({f"{f}.store_bytes_per_s": OWN_INITIAL_STORE_BYTES_PER_S for f in families}
                if group == "own" else {})
-    n_params = len(fit.GPU_PARAMS) + len(families) * len(free_family)
+    n_params = len(fit.GPU_PARAMS) + sum(len(free_family[f]) if isinstance(free_family, dict)
+                                         else len(free_family) for f in families)
     log(f"fitting {group}: {len(kept)} rows in {len(groups)} groups, {len(families)} families, "
         f"{n_params} parameters, up to {iterations} iterations")
     for msg in skipped:
