@@ -34,6 +34,8 @@
 // otherwise; every access is bounds-checked and out-of-range operands read as zero.
 // Entry point: extern "C" simt_f32_gemm (fixed name; the tile is in the compile options).
 
+#include "trace_blocks.cuh"
+
 #ifndef BM
 #define BM 128
 #endif
@@ -89,8 +91,13 @@ __device__ __forceinline__ F4 load4(const float* __restrict__ p, bool row_ok, in
 extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_BLOCKS)
 simt_f32_gemm(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
               int M, int N, int K, long long stride_a, long long stride_b, long long stride_c,
-              int vec_a, int vec_b, int vec_c)
+              int vec_a, int vec_b, int vec_c
+#ifdef TRACE_BLOCKS
+              , unsigned long long* __restrict__ trace
+#endif
+              )
 {
+    TRACE_BEGIN();
     __shared__ __align__(16) float As[2][BK][AS_LD];   // transposed: As[k][m]
     __shared__ __align__(16) float Bs[2][BK][BN];      // Bs[k][n]
 
@@ -198,4 +205,5 @@ simt_f32_gemm(const float* __restrict__ A, const float* __restrict__ B, float* _
             }
         }
     }
+    TRACE_END();
 }

@@ -34,6 +34,7 @@
 // Entry point: extern "C" tc_f16_gemm.
 
 #include "tc_common.cuh"
+#include "trace_blocks.cuh"
 
 #ifndef BM
 #define BM 128
@@ -94,8 +95,13 @@ __device__ __forceinline__ int a_swz(int row, int chunk) {
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)
 tc_f16_gemm(const unsigned short* __restrict__ A, const unsigned short* __restrict__ B,
             unsigned short* __restrict__ C, int M, int N, int K,
-            long long stride_a, long long stride_b, long long stride_c)
+            long long stride_a, long long stride_b, long long stride_c
+#ifdef TRACE_BLOCKS
+            , unsigned long long* __restrict__ trace
+#endif
+            )
 {
+    TRACE_BEGIN();
     extern __shared__ __align__(128) unsigned char smem[];
     const u32 smem0 = smem_addr(smem);
 
@@ -245,4 +251,5 @@ tc_f16_gemm(const unsigned short* __restrict__ A, const unsigned short* __restri
             }
         }
     }
+    TRACE_END();
 }

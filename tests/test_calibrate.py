@@ -106,7 +106,8 @@ def test_own_fit_recovers_the_parameters_that_made_the_data(tmp_path, capsys):
     rec = doc["fit"]["own"]
     assert rec["rows"] == data["calibration_rows"]            # no evaluation, pass-2 or short-replay row
     assert rec["excluded_short_replays"] == 20
-    assert rec["families"] == [fam] and rec["datasets"]["files"] == {"gemm_own.csv": data["calibration_rows"] + 100}
+    assert rec["families"] == [fam]
+    assert rec["datasets"]["files"] == {"gemm_own.csv": data["calibration_rows"] + 100}
     cal_err = rec["calibration_error"][D.own_family(KERNEL)]
     assert cal_err["n"] == data["calibration_rows"] and cal_err["median_pct"] < 0.6      # the noise was 0.3 %
     # held out: fresh shapes predicted with the fitted and the true parameters agree

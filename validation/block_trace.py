@@ -1,0 +1,150 @@
+"""Per-block timelines of our GEMM kernels: when each thread block started and ended, and on which SM.
+
+The wave model assumes blocks run in lockstep waves; this records what the hardware scheduler really
+does (the kernels compiled with -DTRACE_BLOCKS, kernels/trace_blocks.cuh), for shapes on both sides of
+wave boundaries. For each shape: warm-up launches, then ``--repeats`` traced launches back to back.
+
+Usage (on a GPU): PYTHONPATH=. python validation/block_trace.py --out DIR
+Writes DIR/block_trace.csv (kernel,m,n,k,repeat,block,sm,start_ns,end_ns; times relative to the
+launch's first block start) and DIR/block_trace_env.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+
+import numpy as np
+
+SHAPES = {  # kernel -> (m, k, [n ...]): staircases along N across wave boundaries
+    "simt_f32_128x64": (14080, 256, [16, 240, 272, 336, 560, 592]),
+    "simt_f32_64x64": (14080, 256, [64, 256, 304, 352, 544, 592]),
+    "simt_f32_128x128": (7040, 256, [224, 512, 608, 800, 896]),
+    "tc_f16_128x128": (7040, 1024, [224, 512, 608, 896, 992]),
+    "tc_f16_128x256": (1920, 48, [3840]),
+    "tc_f16_256x128": (1920, 1920, [3840]),
+}
+
+
+def compile_traced(name: str):
+    import cupy
+
+    from wavemodel.hardware import kernels as K
+
+    kern = K.get(name)
+    cc = cupy.cuda.Device().compute_capability
+    fn = cupy.RawKernel(K.source(kern.source_file), kern.family,
+                        options=(*K.nvrtc_options(kern, f"sm_{cc}"), "-DTRACE_BLOCKS"), backend="nvrtc")
+    fn.compile()
+    if kern.dynamic_smem_bytes > 48 * 1024:
+        fn.max_dynamic_shared_size_bytes = kern.dynamic_smem_bytes
+    return kern, fn
+
+
+def _launch_args(kern, m: int, n: int, k: int, rng):
+    import cupy
+
+    from wavemodel.hardware import kernels as K
+
+    a = rng.standard_normal((m, k), dtype=np.float32).astype(kern.np_dtype)
+    b = rng.standard_normal((k, n), dtype=np.float32).astype(kern.np_dtype)
+    c = cupy.empty((m, n), dtype=kern.np_dtype)
+    mm, nn, kk, batch, strides = K._gemm_dims(kern, a, b, c)
+    grid = kern.grid(mm, nn, batch)
+    args = [a, b, c, *K._i32(mm, nn, kk), *K._i64(*strides)]
+    if kern.family == "simt_f32_gemm":
+        args += K._i32(K._vec4(a, kk), K._vec4(b, nn), K._vec4(c, nn))
+    return grid, args, a.nbytes + b.nbytes + c.nbytes
+
+
+def _rows(trace, blocks: int, rep: int):
+    t = trace.get().reshape(blocks, 3).astype(np.int64)
+    t0 = t[:, 0].min()
+    return [(rep, i, int(t[i, 2]), int(t[i, 0] - t0), int(t[i, 1] - t0)) for i in range(blocks)]
+
+
+def trace_shape(kern, fn, m: int, n: int, k: int, repeats: int):
+    """Single launches, synchronised between (inputs warm in L2)."""
+    import cupy
+
+    grid, args, _ = _launch_args(kern, m, n, k, cupy.random.default_rng(0))
+    blocks = grid[0] * grid[1] * grid[2]
+    trace = cupy.zeros(3 * blocks, dtype=cupy.uint64)
+    out = []
+    for rep in range(-3, repeats):
+        fn(grid, (kern.threads, 1, 1), (*args, trace), shared_mem=kern.dynamic_smem_bytes)
+        cupy.cuda.get_current_stream().synchronize()
+        if rep >= 0:
+            out += _rows(trace, blocks, rep)
+    return out
+
+
+def trace_graph(kern, fn, m: int, n: int, k: int, launches: int, l2_bytes: int):
+    """As the sweep times them: ``launches`` back-to-back launches in one CUDA graph, inputs rotated
+    over enough sets to exceed twice the L2; one trace per launch of the last replay. Returns the rows
+    (repeat = launch index) and the replay's event time per launch in microseconds."""
+    import cupy
+
+    rng = cupy.random.default_rng(0)
+    grid, args, nbytes = _launch_args(kern, m, n, k, rng)
+    sets = [args] + [_launch_args(kern, m, n, k, rng)[1] for _ in range(max(0, -(-2 * l2_bytes // nbytes)))]
+    blocks = grid[0] * grid[1] * grid[2]
+    traces = [cupy.zeros(3 * blocks, dtype=cupy.uint64) for _ in range(launches)]
+    s = cupy.cuda.Stream(non_blocking=True)
+    with s:
+        s.begin_capture()
+        for i in range(launches):
+            fn(grid, (kern.threads, 1, 1), (*sets[i % len(sets)], traces[i]),
+               shared_mem=kern.dynamic_smem_bytes, stream=s)
+        graph = s.end_capture()
+        graph.upload(s)
+        for _ in range(3):
+            graph.launch(s)
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record(s)
+        graph.launch(s)
+        end.record(s)
+        end.synchronize()
+    per_launch_us = cupy.cuda.get_elapsed_time(start, end) * 1e3 / launches
+    rows = [r for i in range(launches) for r in _rows(traces[i], blocks, i)]
+    return rows, per_launch_us
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", required=True, help="folder for block_trace.csv")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--graph", type=int, default=0, metavar="LAUNCHES",
+                    help="trace LAUNCHES back-to-back launches in a CUDA graph with rotated inputs instead")
+    args = ap.parse_args()
+    from wavemodel.hardware.device import write_environment
+
+    os.makedirs(args.out, exist_ok=True)
+    import cupy
+
+    l2_bytes = cupy.cuda.Device().attributes["L2CacheSize"]
+    path = os.path.join(args.out, "block_trace_graph.csv" if args.graph else "block_trace.csv")
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["kernel", "m", "n", "k", "repeat", "block", "sm", "start_ns", "end_ns"])
+        for name, (m, k, ns) in SHAPES.items():
+            kern, fn = compile_traced(name)
+            for n in ns:
+                event_us = ""
+                if args.graph:
+                    rows, per_launch = trace_graph(kern, fn, m, n, k, args.graph, l2_bytes)
+                    event_us = f", graph replay {per_launch:.1f} us per launch"
+                else:
+                    rows = trace_shape(kern, fn, m, n, k, args.repeats)
+                w.writerows((name, m, n, k, *r) for r in rows)
+                ends = [r[4] for r in rows if r[0] == 0]
+                print(f"{name} {m}x{n}x{k}: {len(ends)} blocks, last end {max(ends) / 1e3:.1f} us{event_us}",
+                      flush=True)
+    write_environment(os.path.join(args.out, "block_trace_env.json"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
