@@ -11,12 +11,14 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
     k_iters   = ceiling(k / (split_k * tile_k))
     C         = t_iter * k_iters * ((waves - 1) * bps + Max(tail_bps, bps / min(speedup, bps)))
                 + busiest * tile_overhead + E                               # wave-quantised compute
-    E         = busiest * Min(tile_m, m) * Min(tile_n, n) * out_bytes / store_rate   # epilogue stores
+    E         = busiest * Min(tile_m, m) * Min(tile_n, n) * out_bytes * s / store_rate   # epilogue
+                (s = scalar_store_factor where n % (16 / out_bytes) != 0, else 1: element-wise stores)
     L2        = tiles * panel_bytes * k_iters / l2_bandwidth               # A, B panels out of L2
     I         = busiest * panel_bytes * k_iters / sm_bandwidth
     D         = dram_bytes / (dram_bandwidth * bandwidth_efficiency)      # affine in d
     F         = kernel_fixed + extra kernels (split-K reduce, memsets)    # affine in d, but memsets
-    latency   = F + Piecewise((C, C >= M), (M, True)),  M = Max(D, L2, I)
+    latency   = F + Piecewise((C + h * M, C >= M), (M + h * C, True)),  M = Max(D, L2, I),
+                h = 1 - overlap (0 by default: the longer of C and M)
 
 (``E`` is 0 where the configuration has no store rate.) ``C``, ``L2`` and ``I`` are written out from
 the tile and wave arithmetic. ``D`` and ``F`` are affine in every dimension and are taken from the
@@ -35,13 +37,15 @@ carry a second symbol ``<d>_held`` (``held_symbol``) that every quantised quanti
 ``d``; ``latency_expr`` sets it to ``d``.
 
 **Step.** The *piece that holds at d - 1* is the latency with every quantised quantity at its value
-at ``d - 1`` and every continuous one at ``d``: ``P(d) = F_held(d) + max(S_held(d), D(d))``, ``S =
-Max(C, L2, I)``. An integer ``d >= 2`` is a *step* when ``latency(d) > P(d)``: a discontinuity.
-Growth within a piece (the DRAM and fixed lines, the epilogue's valid part below one tile) is not a
-step. The quantised quantities never fall as ``d`` grows, so latency is at least ``P(d)`` and ``d``
-is a step exactly when ``S`` rises above ``S_held`` and exceeds ``D(d)``, or a memset starts. Where
-the DRAM term binds, a boundary does not show and is not a step. Without a store rate ``S`` is
-piecewise constant and ``S_held(d) = S(d - 1)``.
+at ``d - 1`` and every continuous one at ``d`` (``P(d)``, the closed form with ``<d>_held = d - 1``).
+An integer ``d >= 2`` is a *step* when ``latency(d) > P(d)``: a discontinuity. Growth within a piece
+(the DRAM and fixed lines, the epilogue's valid part below one tile) is not a step, and neither is
+the element-wise store factor, which follows ``n``'s alignment, not its tiles (an unaligned ``n``
+runs off the aligned staircase; the alignment is continuous here). The quantised quantities never
+fall as ``d`` grows, so latency is at least ``P(d)``. With ``overlap`` 1 (the default), ``d`` is a
+step exactly when ``S = Max(C, L2, I)`` rises above its held value and exceeds ``D(d)``, or a memset
+starts: where the DRAM term binds, a boundary does not show. With ``overlap < 1`` the shorter term
+adds, so a rise of ``C``, or of ``Max(L2, I)`` above ``D(d)``, is a step even where the other binds.
 
 Between tile boundaries every quantised quantity is the same at ``d - 1`` and ``d``, so
 ``latency(d) = P(d)``: steps lie only where the tile count changes, at ``d = q * tile * cluster + 1``
@@ -152,6 +156,10 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
         cfg.tile_overhead_s)
     if cfg.store_bytes_per_s:
         valid = sp.Min(cfg.tile_m, m) * sp.Min(cfg.tile_n, n)
+        if cfg.scalar_store_factor != 1:       # element-wise stores where rows of C are misaligned
+            vector = 16 // DTYPE_OUT_BYTES[g.dtype]
+            valid = valid * sp.Piecewise((1, sp.Eq(sp.Mod(n, vector), 0)),
+                                         (sp.Float(cfg.scalar_store_factor), True))
         epilogue = busiest * valid * sp.Float(DTYPE_OUT_BYTES[g.dtype] / cfg.store_bytes_per_s)
     else:
         epilogue = sp.Integer(0)
@@ -171,11 +179,16 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
         else sp.Integer(0)
     fixed = fixed_affine + memset
     memory = sp.Max(dram, l2, ingest)
-    latency = fixed + sp.Piecewise((compute, compute >= memory), (memory, True))
+    if cfg.overlap < 1:     # the unhidden share of the shorter of compute and memory adds
+        hidden = sp.Float(1.0 - cfg.overlap)
+        body = sp.Piecewise((compute + hidden * memory, compute >= memory), (memory + hidden * compute, True))
+    else:
+        body = sp.Piecewise((compute, compute >= memory), (memory, True))
+    latency = fixed + body
     held = dict(tiles=tiles, waves=waves, tail_blocks_per_sm=tail_bps, busiest_tiles=busiest,
                 k_iters=k_iters, compute_s=compute, epilogue_s=epilogue, l2_s=l2, ingest_s=ingest,
                 dram_s=dram, memory_s=memory, quantised_s=sp.Max(compute, l2, ingest), fixed_s=fixed,
-                fixed_affine_s=fixed_affine, memset_s=memset, latency_s=latency)
+                fixed_affine_s=fixed_affine, memset_s=memset, body_s=body, latency_s=latency)
     one = {dq: d}
     return dict(symbol=d, held_symbol=dq, held=held) | {key: e.xreplace(one) for key, e in held.items()}
 
@@ -252,12 +265,10 @@ def boundaries(cfg: KernelConfig, free: str, lo: int, hi: int) -> np.ndarray:
 
 
 def _pieces(shape, cfg, gpu, free, profile, d: np.ndarray) -> dict:
-    """At each ``d``: ``S``, ``F`` and ``D`` at ``d``; ``S`` and ``F`` of the piece held from ``d - 1``."""
+    """At each ``d``: the latency ``now`` and that of the piece held from ``d - 1`` (``held``)."""
     t = _terms(shape, cfg, gpu, free, profile)
-    held, syms = t["held"], (t["held_symbol"], t["symbol"])
-    quantised, fixed = lambdify(syms, held["quantised_s"]), lambdify(syms, held["fixed_s"])
-    return dict(s_now=quantised(d, d), s_held=quantised(d - 1, d), dram=lambdify(t["symbol"], t["dram_s"])(d),
-                fixed=fixed(d, d), fixed_held=fixed(d - 1, d))
+    latency = lambdify((t["held_symbol"], t["symbol"]), t["held"]["latency_s"])
+    return dict(now=latency(d, d), held=latency(d - 1, d))
 
 
 def _step_positions(shape, cfg, gpu, free, lo, hi, profile) -> list[int]:
@@ -265,8 +276,7 @@ def _step_positions(shape, cfg, gpu, free, lo, hi, profile) -> list[int]:
     if d.size == 0:
         return []
     p = _pieces(shape, cfg, gpu, free, profile, d)
-    step = ((p["s_now"] > p["s_held"]) & (p["s_now"] > p["dram"])) | (p["fixed"] > p["fixed_held"])
-    return [int(x) for x in d[step]]
+    return [int(x) for x in d[p["now"] > p["held"]]]
 
 
 def step_positions(shape, cfg: KernelConfig, gpu: GPUSpec | str, free: str, lo: int, hi: int,
@@ -310,8 +320,8 @@ def staircase_steps(shape, gpu: GPUSpec | str, free: str, lo: int, hi: int, back
     now, held = [], []
     for c in configs:
         p = _pieces(shape, c, gpu, free, profile, d)
-        now.append(dict(latency_s=p["fixed"] + np.maximum(p["s_now"], p["dram"])))
-        held.append(dict(latency_s=p["fixed_held"] + np.maximum(p["s_held"], p["dram"])))
+        now.append(dict(latency_s=p["now"]))
+        held.append(dict(latency_s=p["held"]))
     pick = np.arange(d.size)
     lat_now = np.stack([t["latency_s"] for t in now])[select(_gemm(sel), configs, now, sel), pick]
     lat_held = np.stack([t["latency_s"] for t in held])[select(_gemm(sel), configs, held, sel), pick]
