@@ -2,7 +2,8 @@
 
 A profile (``data/profiles/<gpu>.json``) holds, per backend group (``"own"`` for our kernels,
 ``"cublas"``, ``"cudnn"``), GPU-level physics (the cost of each extra kernel a call launches, the
-bandwidth from L2 to the SMs, the DRAM bandwidth one SM can draw) and the per-configuration
+bandwidth from L2 to the SMs, the DRAM bandwidth one SM can draw; a family may carry its own two
+bandwidths, as each of our kernels does) and the per-configuration
 parameters a ``KernelConfig`` leaves to calibration, given per family and per configuration (the
 configuration's own values win). Without a profile the model runs on catalogue defaults and says so
 (``Prediction.calibrated`` is False). Fitting lives in ``wavemodel.fit``.
@@ -21,7 +22,8 @@ from .gpus import GPUSpec
 
 FITTED_FIELDS = ("efficiency", "tile_overhead_s", "kernel_fixed_s", "single_block_speedup",
                  "bandwidth_efficiency", "store_bytes_per_s", "overlap",
-                 "scalar_store_factor")
+                 "scalar_store_factor", "channel_traffic_factor", "l2_bandwidth_bytes_per_s",
+                 "sm_bandwidth_bytes_per_s")
 # Uncalibrated L2 -> SM bandwidths in bytes per SM clock: one SM's L1 takes in up to 64 bytes per
 # clock; the L2 serves 5120 bytes per clock to A100's 108 SMs (NVIDIA A100 whitepaper), ~48 per SM.
 SM_INGEST_BYTES_PER_CLOCK = 64
@@ -46,12 +48,16 @@ class Profile:
             raise ValueError(f"profile for {cfg.name!r}: unknown parameters {sorted(bad)}")
         return dataclasses.replace(cfg, **values)
 
-    def l2_bandwidth(self, gpu: GPUSpec) -> float:
-        return self.l2_bandwidth_bytes_per_s or (
+    def l2_bandwidth(self, gpu: GPUSpec, cfg: KernelConfig | None = None) -> float:
+        """Bandwidth out of L2: ``cfg``'s own where its family has one, else the GPU's."""
+        own = cfg.l2_bandwidth_bytes_per_s if cfg is not None else 0.0
+        return own or self.l2_bandwidth_bytes_per_s or (
             L2_BYTES_PER_CLOCK_PER_SM * gpu.sm_count * gpu.boost_clock_mhz * 1e6)
 
-    def sm_bandwidth(self, gpu: GPUSpec) -> float:
-        return self.sm_bandwidth_bytes_per_s or SM_INGEST_BYTES_PER_CLOCK * gpu.boost_clock_mhz * 1e6
+    def sm_bandwidth(self, gpu: GPUSpec, cfg: KernelConfig | None = None) -> float:
+        """Bandwidth into one SM: ``cfg``'s own where its family has one, else the GPU's."""
+        own = cfg.sm_bandwidth_bytes_per_s if cfg is not None else 0.0
+        return own or self.sm_bandwidth_bytes_per_s or SM_INGEST_BYTES_PER_CLOCK * gpu.boost_clock_mhz * 1e6
 
 
 UNCALIBRATED = Profile()

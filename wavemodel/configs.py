@@ -50,6 +50,9 @@ class KernelConfig:
     store_bytes_per_s: float = 0.0     # one SM's epilogue store rate for C (0: the epilogue is free)
     overlap: float = 1.0               # share of the shorter of math and operand streaming hidden (1: max)
     scalar_store_factor: float = 1.0   # epilogue slowdown where C's rows are not 16-byte aligned
+    channel_traffic_factor: float = 1.0  # conv: L2 -> SM traffic multiplier where C is off 32-byte sectors
+    l2_bandwidth_bytes_per_s: float = 0.0  # what this kernel's loads draw out of L2 (0: the profile's)
+    sm_bandwidth_bytes_per_s: float = 0.0  # ... and into one SM (0: the profile's)
     extra_kernels: int = 0             # kernels launched beside the main one every call (e.g. a memset)
     kind: str = "gemm"                 # "gemm" or "conv" (implicit GEMM)
     family: str = ""                   # calibration group: configurations of a family share parameters
@@ -73,6 +76,11 @@ class KernelConfig:
             raise ValueError(f"overlap: must be in [0, 1], got {self.overlap!r}")
         if self.scalar_store_factor < 1:
             raise ValueError(f"scalar_store_factor: must be >= 1, got {self.scalar_store_factor!r}")
+        if self.channel_traffic_factor < 1:
+            raise ValueError(f"channel_traffic_factor: must be >= 1, got {self.channel_traffic_factor!r}")
+        for name in ("l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
         if self.store_bytes_per_s < 0:
             raise ValueError(f"store_bytes_per_s: must be >= 0, got {self.store_bytes_per_s!r}")
         if not 0 < self.bandwidth_efficiency <= 1:

@@ -27,6 +27,7 @@ BOUNDS = {   # physical ranges: a fit that leaves them is a model error, not a r
     "sm_bandwidth_bytes_per_s": (1e9, 1e12), "efficiency": (0.02, 1.0), "tile_overhead_s": (1e-9, 2e-5),
     "kernel_fixed_s": (1e-7, 2e-5), "bandwidth_efficiency": (0.2, 1.0),
     "single_block_speedup": (1.0, 8.0), "store_bytes_per_s": (1e9, 1e13), "overlap": (1e-3, 1.0),
+    "channel_traffic_factor": (1.0, 3.0),
     "scalar_store_factor": (1.0, 8.0),
 }
 
@@ -46,6 +47,7 @@ class FitResult:
     relative_errors: np.ndarray        # predicted / measured - 1, all groups concatenated
     iterations: int
     parameters: dict = field(hash=False)
+    cost: float = float("nan")         # the soft-L1 loss the fit minimised, at its result
 
     @property
     def median_abs_error(self) -> float:
@@ -86,7 +88,9 @@ def fit_profile(groups: Sequence[Group], gpu: GPUSpec, backend, *, families: Seq
     initial = initial or {}
     defaults = {"efficiency": 0.7, "tile_overhead_s": 0.5e-6, "kernel_fixed_s": 2.5e-6,
                 "bandwidth_efficiency": 0.85, "single_block_speedup": 1.5, "store_bytes_per_s": 50e9,
-                "overlap": 0.5, "scalar_store_factor": 1.5}
+                "overlap": 0.5, "scalar_store_factor": 1.5, "channel_traffic_factor": 1.5,
+                "l2_bandwidth_bytes_per_s": start.l2_bandwidth_bytes_per_s,     # a family's own
+                "sm_bandwidth_bytes_per_s": start.sm_bandwidth_bytes_per_s}
     names, x0 = [], []
     for p in free_gpu:
         names.append(("", p))
@@ -146,7 +150,7 @@ def fit_profile(groups: Sequence[Group], gpu: GPUSpec, backend, *, families: Seq
         h, lam = min(h * 4, MAX_FD_STEP), 1e-2
     profile = _unpack(x, names, start)
     params = {f"{fam}.{p}" if fam else p: float(v) for (fam, p), v in zip(names, np.exp(x), strict=True)}
-    return FitResult(profile, r, done, params)
+    return FitResult(profile, r, done, params, c)
 
 
 @dataclass(frozen=True)

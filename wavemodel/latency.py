@@ -20,6 +20,9 @@ For one kernel configuration the time of a call is
   K`` elements) out of L2, all tiles through the L2's bandwidth (panels a cluster shares are read
   once and multicast), and the busiest SM's tiles through what one SM can ingest; so small tiles,
   few busy SMs and convolutions' re-read activations pay here.
+  A kernel may reach its own L2 and per-SM bandwidths (our kernels: fitted per kernel), and a
+  convolution whose channel rows start off 32-byte sectors moves ``channel_traffic_factor`` times
+  its panels (``panel_traffic_factor``).
 - ``kernel_fixed`` is one kernel's launch (in a CUDA graph), start-up and drain.
 - Math and streaming overlap: a kernel hides ``overlap`` of the shorter of ``t_compute`` and the
   memory time under the longer (1, the default: ``max``; 0: they add up). Our 1- and 2-block-per-SM
@@ -117,6 +120,23 @@ def panel_bytes_per_k_tile(cfg: KernelConfig, dtype: str) -> tuple[float, float]
     return from_l2, float((cfg.tile_m + cfg.tile_n) * cfg.tile_k * in_b)
 
 
+SECTOR_BYTES = 32     # the unit the L2 moves to and from the SMs
+
+
+def panel_traffic_factor(cfg: KernelConfig, shape: Gemm | Conv2d, dtype: str):
+    """How many times its panels' bytes a tile's K tiles move out of L2 (1 but where noted; arrays broadcast).
+
+    A convolution whose input-channel rows start off 32-byte sectors (``C * in_bytes % 32 != 0``, e.g.
+    fp16 ``C % 16 == 8``) has every activation and filter row piece of a K tile touch one sector more:
+    ``channel_traffic_factor`` times the traffic (ncu on conv_f16_128x64 on the H100: 1.5-1.9x the L2
+    sectors, validation/data/h100-sxm/ncu_conv_sectors.txt).
+    """
+    if cfg.channel_traffic_factor == 1 or not isinstance(shape, Conv2d):
+        return 1.0
+    off = np.asarray(shape.c) * DTYPE_IN_BYTES[dtype] % SECTOR_BYTES != 0
+    return np.where(off, cfg.channel_traffic_factor, 1.0)
+
+
 class _Shared:
     """Per-call quantities every configuration reuses: float views of the dimensions (integers are
     exact in float64 far beyond any GEMM dimension, and numpy divides floats much faster than ints)
@@ -178,8 +198,10 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
 
     dram = sh.dram_bytes(cfg.split_k) / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
     from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype)
-    l2 = tiles * k_iters * (from_l2 / profile.l2_bandwidth(gpu))
-    ingest = busiest * k_iters * (into_sm / profile.sm_bandwidth(gpu))
+    factor = panel_traffic_factor(cfg, sh.shape, g.dtype)
+    from_l2, into_sm = from_l2 * factor, into_sm * factor
+    l2 = tiles * k_iters * (from_l2 / profile.l2_bandwidth(gpu, cfg))
+    ingest = busiest * k_iters * (into_sm / profile.sm_bandwidth(gpu, cfg))
     memory = np.maximum(dram, np.maximum(l2, ingest))
 
     # extra kernels: a split-K reduction; a persistent kernel with more tiles than CTAs first zeroes

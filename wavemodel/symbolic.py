@@ -72,7 +72,14 @@ from . import calibration
 from .configs import KernelConfig
 from .gpus import GPUSpec
 from .gpus import gpu as lookup_gpu
-from .latency import candidate_configs, config_latency, dram_bytes, panel_bytes_per_k_tile, select
+from .latency import (
+    candidate_configs,
+    config_latency,
+    dram_bytes,
+    panel_bytes_per_k_tile,
+    panel_traffic_factor,
+    select,
+)
 from .shapes import DTYPE_OUT_BYTES, Conv2d, Gemm, as_shape
 from .waves import wave_size
 
@@ -165,8 +172,9 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
         epilogue = sp.Integer(0)
     compute = compute + epilogue
     from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype)
-    l2 = tiles * k_iters * sp.Float(from_l2 / profile.l2_bandwidth(gpu))
-    ingest = busiest * k_iters * sp.Float(into_sm / profile.sm_bandwidth(gpu))
+    factor = float(panel_traffic_factor(cfg, shape, g.dtype))   # a conv's C: not the free dimension
+    l2 = tiles * k_iters * sp.Float(factor * from_l2 / profile.l2_bandwidth(gpu, cfg))
+    ingest = busiest * k_iters * sp.Float(factor * into_sm / profile.sm_bandwidth(gpu, cfg))
 
     x = np.array([1, 4099, 1 << 20], dtype=np.int64)
     shape_x = at(shape, free, x)

@@ -6,13 +6,16 @@
 ``--data`` fits the calibration-set rows (pass 1, graph replays of at least 0.5 ms) of the dataset
 CSVs in DIR with ``wavemodel.fit.fit_profile``, one fit per backend group of the profile:
 
-- ``own``: every one of our kernels is its own family (its catalogue ``family``, the kernel's name);
-  free: the group's launch_overhead_s, l2_bandwidth_bytes_per_s, sm_bandwidth_bytes_per_s and per
-  family efficiency, tile_overhead_s, kernel_fixed_s, bandwidth_efficiency, single_block_speedup,
-  store_bytes_per_s (started at 20e9), overlap and, for kernels that take rows of C that are not
-  16-byte aligned, scalar_store_factor;
+- ``own``: every one of our kernels is its own family (its catalogue ``family``, the kernel's name)
+  and shares nothing with the others, so each is fitted alone (``fit_own``). Free per family: the
+  L2 and per-SM bandwidths its loads reach, efficiency, tile_overhead_s, kernel_fixed_s,
+  bandwidth_efficiency, single_block_speedup, store_bytes_per_s (started at 20e9), overlap, and
+  scalar_store_factor (kernels that take rows of C that are not 16-byte aligned) or
+  channel_traffic_factor (convolutions); fitted from every pair of OWN_L2_STARTS x OWN_SM_STARTS,
+  keeping the lowest cost;
 - ``cublas`` / ``cudnn``: the families of the library's catalogue for the dtypes in the data; free:
-  the group's three parameters and per family the first four above.
+  the group's launch_overhead_s, l2_bandwidth_bytes_per_s, sm_bandwidth_bytes_per_s and per family
+  efficiency, tile_overhead_s, kernel_fixed_s and bandwidth_efficiency.
 
 The profile (the format ``wavemodel.calibration`` reads) records the datasets, the rows and the
 calibration-set error of each fit under ``"fit"``; an existing ``--out`` for the same GPU keeps the
@@ -43,7 +46,13 @@ from . import add_json_argument, print_json, table
 from .validate import stats_table
 
 GROUPS = ("own", "cublas", "cudnn")
-OWN_FREE = (*fit.FAMILY_PARAMS, "single_block_speedup", "store_bytes_per_s", "overlap", "scalar_store_factor")
+OWN_FREE = (*fit.FAMILY_PARAMS, "single_block_speedup", "store_bytes_per_s", "overlap", "scalar_store_factor",
+            "channel_traffic_factor", "l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s")
+# the own fit starts each kernel's L2 bandwidth at these multiples of the DRAM bandwidth and keeps the
+# lowest cost: whether the L2 term binds is a switch the local search does not cross (ncu measured
+# about 1.6x on the H100: 5.3 TB/s at 90 % L2 throughput)
+OWN_L2_STARTS = (1.5, 2.25, 3.0)
+OWN_SM_STARTS = (1.5, 2.5, 4.0)       # per-SM ingest starts: these multiples of the DRAM bandwidth / 132
 OWN_INITIAL_STORE_BYTES_PER_S = 20e9
 DEFAULT_ITERATIONS = 40
 DEFAULT_BUDGET_S = 300.0
@@ -117,14 +126,17 @@ def catalogue_families(group: str, rows, gpu: GPUSpec) -> tuple[list[str], list[
 
 def own_free(families) -> dict[str, tuple[str, ...]]:
     """Per family of our kernels, the parameters to fit: ``scalar_store_factor`` only for kernels that
-    take rows of C that are not 16-byte aligned (the others never store element-wise)."""
+    take rows of C that are not 16-byte aligned (the others never store element-wise),
+    ``channel_traffic_factor`` only for convolutions."""
     own = {c.family or name: c for name, c in own_kernels().items()}
     out = {}
     for fam in families:
         cfg = own[fam]
         widest = max(DTYPE_OUT_BYTES[d] for d in cfg.dtypes)
         scalar = cfg.alignment_elements * widest % 16 != 0
-        out[fam] = tuple(p for p in OWN_FREE if scalar or p != "scalar_store_factor")
+        skip = ({"scalar_store_factor"} if not scalar else set()) | (
+            {"channel_traffic_factor"} if cfg.kind != "conv" else set())
+        out[fam] = tuple(p for p in OWN_FREE if p not in skip)
     return out
 
 
@@ -153,8 +165,8 @@ def fit_group(group: str, rows, gpu: GPUSpec, iterations: int = DEFAULT_ITERATIO
     free_family = own_free(families) if group == "own" else fit.FAMILY_PARAMS
     initial = ({f"{f}.store_bytes_per_s": OWN_INITIAL_STORE_BYTES_PER_S for f in families}
                if group == "own" else {})
-    n_params = len(fit.GPU_PARAMS) + sum(len(free_family[f]) if isinstance(free_family, dict)
-                                         else len(free_family) for f in families)
+    n_params = (0 if group == "own" else len(fit.GPU_PARAMS)) + sum(
+        len(free_family[f]) if isinstance(free_family, dict) else len(free_family) for f in families)
     log(f"fitting {group}: {len(kept)} rows in {len(groups)} groups, {len(families)} families, "
         f"{n_params} parameters, up to {iterations} iterations")
     for msg in skipped:
@@ -163,8 +175,11 @@ def fit_group(group: str, rows, gpu: GPUSpec, iterations: int = DEFAULT_ITERATIO
         log(f"  {len(unnamed)} catalogue configurations have no family: their per-family parameters keep "
             f"the catalogue values ({', '.join(unnamed[:4])}{' ...' if len(unnamed) > 4 else ''})")
     t0 = time.perf_counter()
-    result = fit.fit_profile([g for _, g in groups], gpu, None, families=families, initial=initial,
-                             free_family=free_family, iterations=iterations)
+    if group == "own":
+        result = fit_own([g for _, g in groups], gpu, families, initial, free_family, iterations)
+    else:
+        result = fit.fit_profile([g for _, g in groups], gpu, None, families=families, initial=initial,
+                                 free_family=free_family, iterations=iterations)
     seconds = time.perf_counter() - t0
     ev = V.evaluate(kept, gpu, {group: result.profile})
     used = {_family_of_config(group, c, gpu, r.dtype) for c, r in zip(ev.config, ev.rows, strict=True)}
@@ -173,6 +188,29 @@ def fit_group(group: str, rows, gpu: GPUSpec, iterations: int = DEFAULT_ITERATIO
         f"{100 * result.median_abs_error:.2f} %")
     return BackendFit(group, result, tuple(kept), tuple(families), idle, tuple(unnamed), tuple(skipped),
                       seconds)
+
+
+def fit_own(groups, gpu: GPUSpec, families, initial: dict, free_family: dict,
+            iterations: int) -> fit.FitResult:
+    """Our kernels share no parameter (each has its own bandwidths), so each family is fitted alone,
+    from each pair of OWN_L2_STARTS x OWN_SM_STARTS, keeping its lowest-cost fit; the families'
+    profiles are then merged."""
+    own = own_kernels()
+    bw = gpu.dram_bandwidth_bytes_per_s
+    merged, params, iters, cost = {}, {}, 0, 0.0
+    for fam in families:
+        mine = [g for g in groups if (own[g.backend].family or g.backend) == fam]
+        fits = [fit.fit_profile(mine, gpu, None, families=[fam], free_gpu=(), free_family=free_family,
+                                iterations=iterations,
+                                initial=initial | {f"{fam}.l2_bandwidth_bytes_per_s": f * bw,
+                                                   f"{fam}.sm_bandwidth_bytes_per_s": f_sm * bw / 132})
+                for f in OWN_L2_STARTS for f_sm in OWN_SM_STARTS]
+        best = min(fits, key=lambda r: r.cost)
+        merged[fam] = best.profile.families[fam]
+        params |= {k: v for k, v in best.parameters.items() if k.startswith(f"{fam}.")}
+        iters, cost = max(iters, best.iterations), cost + best.cost
+    profile = calibration.Profile(families=merged, calibrated=True)
+    return fit.FitResult(profile, fit.relative_errors(groups, gpu, None, profile), iters, params, cost)
 
 
 def _family_of_config(group: str, name: str, gpu: GPUSpec, dtype: str) -> str:
@@ -285,15 +323,21 @@ def print_report(doc: dict, groups, out: Path) -> None:
     for g in groups:
         rec = doc["fit"][g]
         b = doc["backends"][g]
+        if b["l2_bandwidth_bytes_per_s"]:
+            memory = (f"L2 {b['l2_bandwidth_bytes_per_s'] / 1e12:.2f} TB/s, "
+                      f"per-SM {b['sm_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s")
+        else:
+            memory = "L2 and per-SM bandwidths per kernel"
         print(f"{g}: {rec['rows']} calibration rows, {rec['iterations']} iterations; launch_overhead "
-              f"{b['launch_overhead_s'] * 1e6:.2f} us, L2 {b['l2_bandwidth_bytes_per_s'] / 1e12:.2f} TB/s, "
-              f"per-SM {b['sm_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s")
+              f"{b['launch_overhead_s'] * 1e6:.2f} us, {memory}")
+        columns = ("efficiency", "tile_overhead_s", "kernel_fixed_s", "bandwidth_efficiency")
+        if not b["l2_bandwidth_bytes_per_s"]:
+            columns += ("l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s")
         fams = [[f, v["n"], f"{v['median_pct']:.2f}", f"{v['p90_pct']:.2f}",
-                 *(f"{b['families'].get(f, {}).get(p, float('nan')):.3g}" for p in
-                   ("efficiency", "tile_overhead_s", "kernel_fixed_s", "bandwidth_efficiency"))]
+                 *(f"{b['families'].get(f, {}).get(p, float('nan')):.3g}" for p in columns)]
                 for f, v in rec["calibration_error_by_fit_family"].items()]
         print(table(fams, ["fit family", "n", "median %", "p90 %", "efficiency", "tile_overhead_s",
-                           "kernel_fixed_s", "bw_eff"]))
+                           "kernel_fixed_s", "bw_eff", *(("l2_B/s", "sm_B/s") if len(columns) > 4 else ())]))
         print()
     stats = [V.FamilyStats(f, v["n"], v["median_pct"], v["mean_pct"], v["p90_pct"], v["within_10_share"],
                            v["bias_pct"], None)
