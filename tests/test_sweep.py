@@ -282,3 +282,19 @@ def test_dry_run_on_cpu(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "gemm_cublas.csv: 50 rows" in err and "total estimate" in err
     assert not list(tmp_path.iterdir())
+
+
+def test_session_noise_matches_rows_of_the_same_kernel_and_shape(tmp_path):
+    from validation import session_noise
+    from wavemodel import datasets as D
+
+    def row(kernel, m, t, pass_="1"):
+        return D.Row(kind="gemm", kernel=kernel, backend="own", dtype="fp32", shape=(1, m, 64, 64),
+                     latency_us=t, set="evaluation", group="random", pass_=pass_)
+
+    base = [row("a", 10, 100.0), row("a", 20, 50.0), row("a", 10, 110.0, pass_="2"), row("b", 10, 80.0)]
+    rerun = [row("a", 10, 105.0), row("a", 30, 1.0), row("b", 10, 60.0)]
+    diff = session_noise.differences(base, rerun)
+    assert set(diff) == {"a", "b"}                                   # m=30 has no committed twin
+    assert diff["a"].tolist() == pytest.approx([0.05]) and diff["b"].tolist() == pytest.approx([-0.25])
+    assert session_noise.pass2_differences(base)["a"].tolist() == pytest.approx([0.10])
