@@ -294,6 +294,9 @@ CASES = [
     (dataclasses.replace(BPS2_STORE, store_bytes_per_s=2e9), H100, dict(m=700, n=900, k=256), "fp8", 1),
     (dataclasses.replace(CLUSTER_2X2, name="t_cl22_store", store_bytes_per_s=50e9), H100,
      dict(m=200, n=3000, k=2048), "bf16", 3),
+    # a K-iteration latency floor that binds on the partial last waves (5 blocks per SM outrun it)
+    (dataclasses.replace(NARROW, name="t_narrow_kfloor", k_iter_latency_s=1e-7), H100,
+     dict(m=3000, n=1200, k=3000), "fp16", 1),
 ]
 CASE_IDS = [c[0].name + "-" + c[3] for c in CASES]
 
@@ -321,6 +324,19 @@ def test_expression_values_equal_model(cfg, gpu, dims, dtype, batch, free):
     d, expr = symbolic.latency_expr(g, cfg, gpu, free)
     points = set(steps(fixed, cfg, gpu, free, 2, 5000, dtype, batch)[:4]) | {1, 97, 1000, 4999}
     for v in sorted(points | {s - 1 for s in points if s > 1}):
+        assert float(expr.subs(d, v)) == pytest.approx(float(p.latency_s[v - 1]), rel=1e-12)
+
+
+@pytest.mark.parametrize("free", ["m", "n", "k"])
+def test_expression_with_k_iter_floor_and_cta_dispatch_equals_model(free):
+    cfg = dataclasses.replace(NARROW, name="t_floor_dispatch", k_iter_latency_s=1e-7, cta_dispatch_s=5e-9)
+    dims = dict(m=1500, n=2500, k=2048)
+    g = wm.Gemm(**dims, dtype="fp16")
+    fixed = {k: v for k, v in dims.items() if k != free}
+    x, p = sweep(fixed, cfg, H100, free, 1, 5000)
+    np.testing.assert_allclose(symbolic.latency_function(g, cfg, H100, free)(x), p.latency_s, rtol=1e-12)
+    d, expr = symbolic.latency_expr(g, cfg, H100, free)
+    for v in (1, 64, 65, 97, 1000, 4999):
         assert float(expr.subs(d, v)) == pytest.approx(float(p.latency_s[v - 1]), rel=1e-12)
 
 
@@ -399,6 +415,7 @@ def configs(draw):
         tile_overhead_s=draw(st.sampled_from([0.0, 1e-6])),
         store_bytes_per_s=draw(st.sampled_from([0.0, 0.0, 5e9, 50e9])),
         single_block_speedup=draw(st.sampled_from([1.0, 1.5, 2.0, 3.0])),
+        k_iter_latency_s=draw(st.sampled_from([0.0, 0.0, 1e-7])),
     )
     gpu = wm.gpu(draw(st.sampled_from(["h100-sxm", "a100-40gb", "rtx-3090", "t4", "l4"])))
     try:
@@ -442,11 +459,12 @@ def brute_staircase_steps(dims, gpu, free, lo, hi, backend, make=None):
     now, held = [], []
     for c in configs:
         t = config_latency(g, profile.apply(c), gpu, profile, shape)
-        lat, comp, mem, fixed, memset = (np.broadcast_to(t[key], x.shape) for key in (
-            "latency_s", "compute_s", "memory_s", "fixed_s", "memset_s"))
+        lat, comp, mem, fixed, memset, dispatch = (np.broadcast_to(t[key], x.shape) for key in (
+            "latency_s", "compute_s", "memory_s", "fixed_s", "memset_s", "dispatch_s"))
         now.append(dict(latency_s=lat[1:]))
-        # held from d - 1: the memset a persistent kernel adds from its second wave is quantised too
-        fixed_held = fixed[1:] - memset[1:] + memset[:-1]
+        # held from d - 1: the memset a persistent kernel adds from its second wave and the first
+        # wave's CTA dispatch are quantised too
+        fixed_held = fixed[1:] - memset[1:] + memset[:-1] - dispatch[1:] + dispatch[:-1]
         applied = profile.apply(c)     # the library's profile: its configurations' own names have none
         growth = epilogue_growth(wm.predict_latency(shape, gpu, backend=c, profile=profile), g, applied, gpu)
         dram = dram_bytes(shape, c.split_k) / (gpu.dram_bandwidth_bytes_per_s * applied.bandwidth_efficiency)

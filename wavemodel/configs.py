@@ -47,6 +47,8 @@ class KernelConfig:
     single_block_speedup: float = 1.0  # how much faster a block runs alone on an SM than among bps blocks
     bandwidth_efficiency: float = 0.85  # fraction of DRAM bandwidth the kernel's streams reach
     store_bytes_per_s: float = 0.0     # one SM's epilogue store rate for C (0: the epilogue is free)
+    k_iter_latency_s: float = 0.0      # one CTA's shortest main-loop iteration, however idle its SM (0: none)
+    cta_dispatch_s: float = 0.0        # per CTA of the first wave: the GPU's block dispatch (0: free)
     extra_kernels: int = 0             # kernels launched beside the main one every call (e.g. a memset)
     kind: str = "gemm"                 # "gemm" or "conv" (implicit GEMM)
     family: str = ""                   # calibration group: configurations of a family share parameters
@@ -70,7 +72,7 @@ class KernelConfig:
             raise ValueError(f"store_bytes_per_s: must be >= 0, got {self.store_bytes_per_s!r}")
         if not 0 < self.bandwidth_efficiency <= 1:
             raise ValueError(f"bandwidth_efficiency: must be in (0, 1], got {self.bandwidth_efficiency!r}")
-        for name in ("tile_overhead_s", "kernel_fixed_s"):
+        for name in ("tile_overhead_s", "kernel_fixed_s", "k_iter_latency_s", "cta_dispatch_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
         if not isinstance(self.extra_kernels, int) or self.extra_kernels < 0:

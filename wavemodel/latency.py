@@ -19,7 +19,12 @@ For one kernel configuration the time of a call is
   K`` elements) out of L2, all tiles through the L2's bandwidth (panels a cluster shares are read
   once and multicast), and the busiest SM's tiles through what one SM can ingest; so small tiles,
   few busy SMs and convolutions' re-read activations pay here.
-- ``kernel_fixed`` is one kernel's launch (in a CUDA graph), start-up and drain.
+- ``kernel_fixed`` is one kernel's launch (in a CUDA graph), start-up and drain; where a family's
+  ``cta_dispatch_s`` is set, plus that much per CTA of the first wave (``min(tiles, wave_size)``):
+  the block scheduler hands CTAs out one after another, so a full grid starts later than a few CTAs.
+- where a family's ``k_iter_latency_s`` is set, no wave's math is shorter than ``k_iters *
+  k_iter_latency_s``: a CTA's main-loop iteration (TMA load, MMA, barrier hand-off) has a latency that
+  a lightly loaded SM cannot hide, whatever the tile's FLOPs (small tiles, single-wave long-K calls).
 
 A library backend evaluates every configuration of its catalogue and runs the one its selection
 rule picks (``select``). Parameters come from the GPU's calibration profile where one ships.
@@ -162,7 +167,12 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     alone = bps / min(cfg.single_block_speedup, bps)        # a lone block's time, in t_tile units
     busiest = (waves - 1) * bps + tail_bps                  # tiles on the busiest SM
     slots = busiest if alone <= 1 else (waves - 1) * bps + np.maximum(tail_bps, alone)
-    compute = t_tile * slots
+    if cfg.k_iter_latency_s:    # no wave's main loop is shorter than k_iters round trips of one CTA
+        floor = k_iters * cfg.k_iter_latency_s
+        compute = (waves - 1) * np.maximum(bps * t_tile, floor) + np.maximum(
+            t_tile * (slots - (waves - 1) * bps), floor)
+    else:
+        compute = t_tile * slots
     if cfg.tile_overhead_s:                                 # each tile pays its prologue and epilogue
         compute = compute + busiest * cfg.tile_overhead_s
     if cfg.store_bytes_per_s:   # each of its tiles stores its valid part of C after its main loop
@@ -182,9 +192,12 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     if cfg.split_k > 1:   # the reduction kernel reads the fp32 partials and writes C
         extra = extra + sh.outputs() * (4.0 * cfg.split_k + DTYPE_OUT_BYTES[g.dtype]) / (
             gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
-    fixed = cfg.kernel_fixed_s + extra
+    # the block scheduler hands out the first wave's CTAs one after another
+    dispatch = np.minimum(tiles, ws.wave_size) * cfg.cta_dispatch_s if cfg.cta_dispatch_s else 0.0
+    fixed = cfg.kernel_fixed_s + extra + dispatch
     return dict(latency_s=fixed + np.maximum(compute, memory), compute_s=compute, memory_s=memory,
-                dram_s=dram, l2_s=l2, ingest_s=ingest, fixed_s=fixed, memset_s=memset, stats=ws)
+                dram_s=dram, l2_s=l2, ingest_s=ingest, fixed_s=fixed, memset_s=memset, dispatch_s=dispatch,
+                stats=ws)
 
 
 def bound_of(compute_s, memory_s, fixed_s) -> np.ndarray | str:

@@ -11,11 +11,13 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
     k_iters   = ceiling(k / (split_k * tile_k))
     C         = t_iter * k_iters * ((waves - 1) * bps + Max(tail_bps, bps / min(speedup, bps)))
                 + busiest * tile_overhead + E                               # wave-quantised compute
+                (with a k_iter_latency: each wave's math at least k_iters * k_iter_latency)
     E         = busiest * Min(tile_m, m) * Min(tile_n, n) * out_bytes / store_rate   # epilogue stores
     L2        = tiles * panel_bytes * k_iters / l2_bandwidth               # A, B panels out of L2
     I         = busiest * panel_bytes * k_iters / sm_bandwidth
     D         = dram_bytes / (dram_bandwidth * bandwidth_efficiency)      # affine in d
     F         = kernel_fixed + extra kernels (split-K reduce, memsets)    # affine in d, but memsets
+                + Min(tiles, wave_size) * cta_dispatch                      # and the first wave's dispatch
     latency   = F + Piecewise((C, C >= M), (M, True)),  M = Max(D, L2, I)
 
 (``E`` is 0 where the configuration has no store rate.) ``C``, ``L2`` and ``I`` are written out from
@@ -39,7 +41,8 @@ at ``d - 1`` and every continuous one at ``d``: ``P(d) = F_held(d) + max(S_held(
 Max(C, L2, I)``. An integer ``d >= 2`` is a *step* when ``latency(d) > P(d)``: a discontinuity.
 Growth within a piece (the DRAM and fixed lines, the epilogue's valid part below one tile) is not a
 step. The quantised quantities never fall as ``d`` grows, so latency is at least ``P(d)`` and ``d``
-is a step exactly when ``S`` rises above ``S_held`` and exceeds ``D(d)``, or a memset starts. Where
+is a step exactly when ``S`` rises above ``S_held`` and exceeds ``D(d)``, or a memset starts, or
+(with a CTA dispatch cost) the first wave gains a CTA. Where
 the DRAM term binds, a boundary does not show and is not a step. Without a store rate ``S`` is
 piecewise constant and ``S_held(d) = S(d - 1)``.
 
@@ -148,8 +151,13 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
     t_iter = sp.Float(2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency))
     lone = sp.Float(bps / min(cfg.single_block_speedup, bps))
-    compute = t_iter * k_iters * ((waves - 1) * bps + sp.Max(tail_bps, lone)) + busiest * sp.Float(
-        cfg.tile_overhead_s)
+    t_tile = t_iter * k_iters
+    if cfg.k_iter_latency_s:      # no wave shorter than k_iters round trips of one CTA
+        floor = k_iters * sp.Float(cfg.k_iter_latency_s)
+        main = (waves - 1) * sp.Max(bps * t_tile, floor) + sp.Max(t_tile * sp.Max(tail_bps, lone), floor)
+    else:
+        main = t_tile * ((waves - 1) * bps + sp.Max(tail_bps, lone))
+    compute = main + busiest * sp.Float(cfg.tile_overhead_s)
     if cfg.store_bytes_per_s:
         valid = sp.Min(cfg.tile_m, m) * sp.Min(cfg.tile_n, n)
         epilogue = busiest * valid * sp.Float(DTYPE_OUT_BYTES[g.dtype] / cfg.store_bytes_per_s)
@@ -165,17 +173,20 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     dram_bw = gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency
     dram = _affine_line(dram_bytes(shape_x, cfg.split_k) / dram_bw, x, d, "DRAM traffic")
     terms_x = config_latency(_gemm(shape_x), cfg, gpu, profile, shape_x)
-    # the fixed time is affine but for a persistent kernel's memset, launched from its second wave on
-    fixed_affine = _affine_line(terms_x["fixed_s"] - terms_x["memset_s"], x, d, "fixed time")
+    # the fixed time is affine but for a persistent kernel's memset, launched from its second wave on,
+    # and the first wave's CTA dispatch
+    fixed_affine = _affine_line(terms_x["fixed_s"] - terms_x["memset_s"] - terms_x["dispatch_s"], x, d,
+                                "fixed time")
     memset = sp.Float(profile.launch_overhead_s) * sp.Piecewise((1, waves > 1), (0, True)) if cfg.persistent \
         else sp.Integer(0)
-    fixed = fixed_affine + memset
+    dispatch = sp.Min(tiles, size) * sp.Float(cfg.cta_dispatch_s) if cfg.cta_dispatch_s else sp.Integer(0)
+    fixed = fixed_affine + memset + dispatch
     memory = sp.Max(dram, l2, ingest)
     latency = fixed + sp.Piecewise((compute, compute >= memory), (memory, True))
     held = dict(tiles=tiles, waves=waves, tail_blocks_per_sm=tail_bps, busiest_tiles=busiest,
                 k_iters=k_iters, compute_s=compute, epilogue_s=epilogue, l2_s=l2, ingest_s=ingest,
                 dram_s=dram, memory_s=memory, quantised_s=sp.Max(compute, l2, ingest), fixed_s=fixed,
-                fixed_affine_s=fixed_affine, memset_s=memset, latency_s=latency)
+                fixed_affine_s=fixed_affine, memset_s=memset, dispatch_s=dispatch, latency_s=latency)
     one = {dq: d}
     return dict(symbol=d, held_symbol=dq, held=held) | {key: e.xreplace(one) for key, e in held.items()}
 

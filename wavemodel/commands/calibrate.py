@@ -11,7 +11,8 @@ CSVs in DIR with ``wavemodel.fit.fit_profile``, one fit per backend group of the
   family efficiency, tile_overhead_s, kernel_fixed_s, bandwidth_efficiency, single_block_speedup,
   store_bytes_per_s (started at 20e9);
 - ``cublas`` / ``cudnn``: the families of the library's catalogue for the dtypes in the data; free:
-  the group's three parameters and per family the first four above.
+  the group's three parameters and per family the first four above, k_iter_latency_s and
+  cta_dispatch_s.
 
 The profile (the format ``wavemodel.calibration`` reads) records the datasets, the rows and the
 calibration-set error of each fit under ``"fit"``; an existing ``--out`` for the same GPU keeps the
@@ -42,6 +43,7 @@ from .validate import stats_table
 
 GROUPS = ("own", "cublas", "cudnn")
 OWN_FREE = (*fit.FAMILY_PARAMS, "single_block_speedup", "store_bytes_per_s")
+LIBRARY_FREE = (*fit.FAMILY_PARAMS, "k_iter_latency_s", "cta_dispatch_s")
 OWN_INITIAL_STORE_BYTES_PER_S = 20e9
 DEFAULT_ITERATIONS = 40
 DEFAULT_BUDGET_S = 300.0
@@ -135,7 +137,7 @@ def fit_group(group: str, rows, gpu: GPUSpec, iterations: int = DEFAULT_ITERATIO
         raise ValueError(f"--backend {group}: the model predicts none of its rows ({'; '.join(skipped)})")
     kept = [r for members, _ in groups for r in members]
     families, unnamed = catalogue_families(group, kept, gpu)
-    free_family = OWN_FREE if group == "own" else fit.FAMILY_PARAMS
+    free_family = OWN_FREE if group == "own" else LIBRARY_FREE
     initial = ({f"{f}.store_bytes_per_s": OWN_INITIAL_STORE_BYTES_PER_S for f in families}
                if group == "own" else {})
     n_params = len(fit.GPU_PARAMS) + len(families) * len(free_family)
