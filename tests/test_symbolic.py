@@ -57,7 +57,12 @@ def sweep(dims: dict, cfg, gpu, free: str, lo: int, hi: int, dtype="fp16", batch
 def dram_s(shape, cfg, gpu):
     """The model's DRAM term (affine in every dimension), for the brute force below."""
     cfg = calibration.profile_for(gpu, cfg.name).apply(cfg)
-    return dram_bytes(shape, cfg.split_k) / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
+    dram = dram_bytes(shape, cfg.split_k) / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
+    if cfg.write_bandwidth_efficiency:
+        written = shape.batch * np.asarray(shape.m, dtype=float) * shape.n * DTYPE_OUT_BYTES[shape.dtype]
+        dram = dram + written * (1 / cfg.write_bandwidth_efficiency - 1 / cfg.bandwidth_efficiency) / (
+            gpu.dram_bandwidth_bytes_per_s)
+    return dram
 
 
 def held_from_before(comp, mem, dram, comp_growth=0.0):
@@ -294,6 +299,9 @@ CASES = [
     (dataclasses.replace(BPS2_STORE, store_bytes_per_s=2e9), H100, dict(m=700, n=900, k=256), "fp8", 1),
     (dataclasses.replace(CLUSTER_2X2, name="t_cl22_store", store_bytes_per_s=50e9), H100,
      dict(m=200, n=3000, k=2048), "bf16", 3),
+    # slow C writes: a memory-bound narrow-K GEMM
+    (dataclasses.replace(NARROW, name="t_narrow_writes", write_bandwidth_efficiency=0.4), H100,
+     dict(m=3000, n=2000, k=64), "fp16", 2),
     # a K-iteration latency floor that binds on the partial last waves (5 blocks per SM outrun it)
     (dataclasses.replace(NARROW, name="t_narrow_kfloor", k_iter_latency_s=1e-7), H100,
      dict(m=3000, n=1200, k=3000), "fp16", 1),
@@ -459,15 +467,14 @@ def brute_staircase_steps(dims, gpu, free, lo, hi, backend, make=None):
     now, held = [], []
     for c in configs:
         t = config_latency(g, profile.apply(c), gpu, profile, shape)
-        lat, comp, mem, fixed, memset, dispatch = (np.broadcast_to(t[key], x.shape) for key in (
-            "latency_s", "compute_s", "memory_s", "fixed_s", "memset_s", "dispatch_s"))
+        lat, comp, mem, fixed, memset, dispatch, dram = (np.broadcast_to(t[key], x.shape) for key in (
+            "latency_s", "compute_s", "memory_s", "fixed_s", "memset_s", "dispatch_s", "dram_s"))
         now.append(dict(latency_s=lat[1:]))
         # held from d - 1: the memset a persistent kernel adds from its second wave and the first
         # wave's CTA dispatch are quantised too
         fixed_held = fixed[1:] - memset[1:] + memset[:-1] - dispatch[1:] + dispatch[:-1]
         applied = profile.apply(c)     # the library's profile: its configurations' own names have none
         growth = epilogue_growth(wm.predict_latency(shape, gpu, backend=c, profile=profile), g, applied, gpu)
-        dram = dram_bytes(shape, c.split_k) / (gpu.dram_bandwidth_bytes_per_s * applied.bandwidth_efficiency)
         held.append(dict(latency_s=fixed_held + held_from_before(comp, mem, dram, growth)))
     pick = np.arange(x.size - 1)
     lat_now = np.stack([t["latency_s"] for t in now])[select(g_aligned, configs, now, sel), pick]

@@ -46,6 +46,7 @@ class KernelConfig:
     kernel_fixed_s: float = 2.5e-6     # per kernel: launch in a graph, start-up and drain
     single_block_speedup: float = 1.0  # how much faster a block runs alone on an SM than among bps blocks
     bandwidth_efficiency: float = 0.85  # fraction of DRAM bandwidth the kernel's streams reach
+    write_bandwidth_efficiency: float = 0.0  # that fraction for its C writes (0: as bandwidth_efficiency)
     store_bytes_per_s: float = 0.0     # one SM's epilogue store rate for C (0: the epilogue is free)
     k_iter_latency_s: float = 0.0      # one CTA's shortest main-loop iteration, however idle its SM (0: none)
     cta_dispatch_s: float = 0.0        # per CTA of the first wave: the GPU's block dispatch (0: free)
@@ -70,6 +71,9 @@ class KernelConfig:
             raise ValueError(f"efficiency: must be in (0, 1], got {self.efficiency!r}")
         if self.store_bytes_per_s < 0:
             raise ValueError(f"store_bytes_per_s: must be >= 0, got {self.store_bytes_per_s!r}")
+        if not 0 <= self.write_bandwidth_efficiency <= 1:
+            raise ValueError(f"write_bandwidth_efficiency: must be in [0, 1], "
+                             f"got {self.write_bandwidth_efficiency!r}")
         if not 0 < self.bandwidth_efficiency <= 1:
             raise ValueError(f"bandwidth_efficiency: must be in (0, 1], got {self.bandwidth_efficiency!r}")
         for name in ("tile_overhead_s", "kernel_fixed_s", "k_iter_latency_s", "cta_dispatch_s"):

@@ -14,7 +14,9 @@ For one kernel configuration the time of a call is
   where a family's ``store_bytes_per_s`` is set, its epilogue: the tile's valid outputs at that rate.
 - ``t_dram`` is the compulsory DRAM traffic (each operand read once, the output written once, split-K
   partials written and read back; for a convolution the real activation, filter and output tensors)
-  at ``bandwidth_efficiency`` of the DRAM bandwidth.
+  at ``bandwidth_efficiency`` of the DRAM bandwidth; where a family's ``write_bandwidth_efficiency``
+  is set, the output's writes at that fraction instead (reads and writes share the DRAM, so the two
+  times add: write-bound small-K GEMMs store C at well under the read bandwidth).
 - ``t_l2`` is the traffic into the SMs: every tile streams its A and B panels (``(tile_m + tile_n) x
   K`` elements) out of L2, all tiles through the L2's bandwidth (panels a cluster shares are read
   once and multicast), and the busiest SM's tiles through what one SM can ingest; so small tiles,
@@ -180,6 +182,10 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
         compute = compute + busiest * valid / cfg.store_bytes_per_s
 
     dram = sh.dram_bytes(cfg.split_k) / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
+    if cfg.write_bandwidth_efficiency:   # C's writes drain at their own rate, after (beside) the reads
+        written = sh.outputs() * DTYPE_OUT_BYTES[g.dtype]
+        dram = dram + written * (1.0 / cfg.write_bandwidth_efficiency - 1.0 / cfg.bandwidth_efficiency) / (
+            gpu.dram_bandwidth_bytes_per_s)
     from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype)
     l2 = tiles * k_iters * (from_l2 / profile.l2_bandwidth(gpu))
     ingest = busiest * k_iters * (into_sm / profile.sm_bandwidth(gpu))

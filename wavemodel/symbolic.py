@@ -16,13 +16,14 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
     L2        = tiles * panel_bytes * k_iters / l2_bandwidth               # A, B panels out of L2
     I         = busiest * panel_bytes * k_iters / sm_bandwidth
     D         = dram_bytes / (dram_bandwidth * bandwidth_efficiency)      # affine in d
+                (C's writes at write_bandwidth_efficiency where a profile sets it)
     F         = kernel_fixed + extra kernels (split-K reduce, memsets)    # affine in d, but memsets
                 + Min(tiles, wave_size) * cta_dispatch                      # and the first wave's dispatch
     latency   = F + Piecewise((C, C >= M), (M, True)),  M = Max(D, L2, I)
 
 (``E`` is 0 where the configuration has no store rate.) ``C``, ``L2`` and ``I`` are written out from
 the tile and wave arithmetic. ``D`` and ``F`` are affine in every dimension and are taken from the
-model itself (``latency.dram_bytes`` and ``config_latency``'s ``fixed_s`` at two points give the
+model itself (``config_latency``'s ``dram_s`` and ``fixed_s`` at two points give the
 line, a third checks it), so the closed form follows the model's byte accounting where that changes
 (a strided convolution's input rows and columns depend on its geometry, not on its output channels).
 
@@ -71,7 +72,7 @@ from . import calibration
 from .configs import KernelConfig
 from .gpus import GPUSpec
 from .gpus import gpu as lookup_gpu
-from .latency import candidate_configs, config_latency, dram_bytes, panel_bytes_per_k_tile, select
+from .latency import candidate_configs, config_latency, panel_bytes_per_k_tile, select
 from .shapes import DTYPE_OUT_BYTES, Conv2d, Gemm, as_shape
 from .waves import wave_size
 
@@ -170,9 +171,8 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
 
     x = np.array([1, 4099, 1 << 20], dtype=np.int64)
     shape_x = at(shape, free, x)
-    dram_bw = gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency
-    dram = _affine_line(dram_bytes(shape_x, cfg.split_k) / dram_bw, x, d, "DRAM traffic")
     terms_x = config_latency(_gemm(shape_x), cfg, gpu, profile, shape_x)
+    dram = _affine_line(terms_x["dram_s"], x, d, "DRAM traffic")
     # the fixed time is affine but for a persistent kernel's memset, launched from its second wave on,
     # and the first wave's CTA dispatch
     fixed_affine = _affine_line(terms_x["fixed_s"] - terms_x["memset_s"] - terms_x["dispatch_s"], x, d,

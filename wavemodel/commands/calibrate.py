@@ -11,8 +11,8 @@ CSVs in DIR with ``wavemodel.fit.fit_profile``, one fit per backend group of the
   family efficiency, tile_overhead_s, kernel_fixed_s, bandwidth_efficiency, single_block_speedup,
   store_bytes_per_s (started at 20e9);
 - ``cublas`` / ``cudnn``: the families of the library's catalogue for the dtypes in the data; free:
-  the group's three parameters and per family the first four above, k_iter_latency_s and
-  cta_dispatch_s.
+  the group's three parameters and per family the first four above, k_iter_latency_s,
+  cta_dispatch_s and write_bandwidth_efficiency.
 
 The profile (the format ``wavemodel.calibration`` reads) records the datasets, the rows and the
 calibration-set error of each fit under ``"fit"``; an existing ``--out`` for the same GPU keeps the
@@ -43,7 +43,7 @@ from .validate import stats_table
 
 GROUPS = ("own", "cublas", "cudnn")
 OWN_FREE = (*fit.FAMILY_PARAMS, "single_block_speedup", "store_bytes_per_s")
-LIBRARY_FREE = (*fit.FAMILY_PARAMS, "k_iter_latency_s", "cta_dispatch_s")
+LIBRARY_FREE = (*fit.FAMILY_PARAMS, "k_iter_latency_s", "cta_dispatch_s", "write_bandwidth_efficiency")
 OWN_INITIAL_STORE_BYTES_PER_S = 20e9
 DEFAULT_ITERATIONS = 40
 DEFAULT_BUDGET_S = 300.0
