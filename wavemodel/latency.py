@@ -149,6 +149,25 @@ class _Shared:
     def outputs(self):
         return self.memo("mn", lambda: self.batch * self.m * self.n)
 
+    def dram_s(self, cfg: KernelConfig, gpu: GPUSpec):
+        """DRAM time at ``cfg``'s read (and write) efficiency; shared by a family's configurations."""
+        def make():
+            bw = gpu.dram_bandwidth_bytes_per_s
+            t = self.dram_bytes(cfg.split_k) / (bw * cfg.bandwidth_efficiency)
+            if cfg.write_bandwidth_efficiency:   # C's writes drain at their own rate, beside the reads
+                written = self.outputs() * DTYPE_OUT_BYTES[self.g.dtype]
+                slower = 1.0 / cfg.write_bandwidth_efficiency - 1.0 / cfg.bandwidth_efficiency
+                t = t + written * (slower / bw)
+            return t
+        key = ("dram_s", cfg.split_k, cfg.bandwidth_efficiency, cfg.write_bandwidth_efficiency)
+        return self.memo(key, make)
+
+    def reduce_s(self, cfg: KernelConfig, gpu: GPUSpec):
+        """A split-K reduction's DRAM time: it reads the fp32 partials and writes C."""
+        return self.memo(("reduce", cfg.split_k, cfg.bandwidth_efficiency), lambda: self.outputs() * (
+            (4.0 * cfg.split_k + DTYPE_OUT_BYTES[self.g.dtype]) / (
+                gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)))
+
 
 def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibration.Profile,
                    shape: Gemm | Conv2d | None = None, shared: _Shared | None = None) -> dict:
@@ -162,30 +181,26 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     ws = waves_of(g.m, g.n, sh.batch, sh.tiles("m", cfg.tile_m, cfg.cluster_m),
                   sh.tiles("n", cfg.tile_n, cfg.cluster_n), cfg, gpu)
     bps, tiles, waves = ws.blocks_per_sm, ws.tiles, ws.waves
+    full_waves = waves - 1
     tail_bps = np.ceil(ws.tail_tiles / gpu.sm_count)
     sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
     k_iters = sh.k_iters(cfg.split_k, cfg.tile_k)
-    t_tile = k_iters * (2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency))
+    t_iter = 2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency)   # one K tile
     alone = bps / min(cfg.single_block_speedup, bps)        # a lone block's time, in t_tile units
-    busiest = (waves - 1) * bps + tail_bps                  # tiles on the busiest SM
-    slots = busiest if alone <= 1 else (waves - 1) * bps + np.maximum(tail_bps, alone)
+    busiest = full_waves * bps + tail_bps                   # tiles on the busiest SM
+    tail_slots = tail_bps if alone <= 1 else np.maximum(tail_bps, alone)
     if cfg.k_iter_latency_s:    # no wave's main loop is shorter than k_iters round trips of one CTA
-        floor = k_iters * cfg.k_iter_latency_s
-        compute = (waves - 1) * np.maximum(bps * t_tile, floor) + np.maximum(
-            t_tile * (slots - (waves - 1) * bps), floor)
-    else:
-        compute = t_tile * slots
+        lat = cfg.k_iter_latency_s
+        compute = k_iters * (full_waves * max(bps * t_iter, lat) + np.maximum(tail_slots * t_iter, lat))
+    else:                       # t_tile = k_iters * t_iter per slot of the busiest SM
+        compute = k_iters * (t_iter * (full_waves * bps + tail_slots))
     if cfg.tile_overhead_s:                                 # each tile pays its prologue and epilogue
         compute = compute + busiest * cfg.tile_overhead_s
     if cfg.store_bytes_per_s:   # each of its tiles stores its valid part of C after its main loop
         valid = np.minimum(cfg.tile_m, sh.m) * np.minimum(cfg.tile_n, sh.n) * DTYPE_OUT_BYTES[g.dtype]
         compute = compute + busiest * valid / cfg.store_bytes_per_s
 
-    dram = sh.dram_bytes(cfg.split_k) / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
-    if cfg.write_bandwidth_efficiency:   # C's writes drain at their own rate, after (beside) the reads
-        written = sh.outputs() * DTYPE_OUT_BYTES[g.dtype]
-        dram = dram + written * (1.0 / cfg.write_bandwidth_efficiency - 1.0 / cfg.bandwidth_efficiency) / (
-            gpu.dram_bandwidth_bytes_per_s)
+    dram = sh.dram_s(cfg, gpu)
     from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype)
     l2 = tiles * k_iters * (from_l2 / profile.l2_bandwidth(gpu))
     ingest = busiest * k_iters * (into_sm / profile.sm_bandwidth(gpu))
@@ -193,14 +208,14 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
 
     # extra kernels: a split-K reduction; a persistent kernel with more tiles than CTAs first zeroes
     # its tile counter with a memset (670 of the 671 memsets in the H100 cuBLAS data)
-    memset = (waves > 1) * (cfg.persistent * profile.launch_overhead_s)
-    extra = (cfg.extra_kernels + (cfg.split_k > 1)) * profile.launch_overhead_s + memset
+    memset = (waves > 1) * profile.launch_overhead_s if cfg.persistent else 0.0
+    fixed = cfg.kernel_fixed_s + (cfg.extra_kernels + (cfg.split_k > 1)) * profile.launch_overhead_s + memset
     if cfg.split_k > 1:   # the reduction kernel reads the fp32 partials and writes C
-        extra = extra + sh.outputs() * (4.0 * cfg.split_k + DTYPE_OUT_BYTES[g.dtype]) / (
-            gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
+        fixed = fixed + sh.reduce_s(cfg, gpu)
     # the block scheduler hands out the first wave's CTAs one after another
     dispatch = np.minimum(tiles, ws.wave_size) * cfg.cta_dispatch_s if cfg.cta_dispatch_s else 0.0
-    fixed = cfg.kernel_fixed_s + extra + dispatch
+    if cfg.cta_dispatch_s:
+        fixed = fixed + dispatch
     return dict(latency_s=fixed + np.maximum(compute, memory), compute_s=compute, memory_s=memory,
                 dram_s=dram, l2_s=l2, ingest_s=ingest, fixed_s=fixed, memset_s=memset, dispatch_s=dispatch,
                 stats=ws)
