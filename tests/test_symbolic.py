@@ -65,14 +65,15 @@ def dram_s(shape, cfg, gpu):
     return dram
 
 
-def held_from_before(comp, mem, dram, comp_growth=0.0):
+def held_from_before(comp, mem, dram, comp_growth=0.0, unhidden=0.0):
     """Latency minus its fixed part, with the quantised terms held at d - 1 (arrays over d-1..).
 
     ``comp_growth`` is what the compute term's continuous part (the epilogue's valid tile) adds from
-    d - 1 to d with the tile and wave counts held.
+    d - 1 to d with the tile and wave counts held; ``unhidden`` the configuration's unhidden_fraction.
     """
     hidden = np.where(mem[:-1] > dram[:-1], mem[:-1], -np.inf)     # L2/ingest, where they show
-    return np.maximum(np.maximum(comp[:-1] + comp_growth, hidden), dram[1:])
+    c, m = comp[:-1] + comp_growth, np.maximum(hidden, dram[1:])
+    return np.maximum(c, m) + unhidden * np.minimum(c, m)
 
 
 def epilogue_growth(p, g: wm.Gemm, cfg, gpu):
@@ -98,7 +99,9 @@ def brute_steps(dims: dict, cfg, gpu, free: str, lo: int, hi: int, dtype="fp16",
     comp, mem = (np.asarray(v, dtype=float) for v in (p.compute_s, p.memory_s))
     g = wm.Gemm(**(dims | {free: x}), batch=batch, dtype=dtype)
     dram = dram_s(g, cfg, gpu)
-    jump = np.maximum(comp[1:], mem[1:]) - held_from_before(comp, mem, dram, epilogue_growth(p, g, cfg, gpu))
+    u = calibration.profile_for(gpu, cfg.name).apply(cfg).unhidden_fraction
+    busy = np.maximum(comp[1:], mem[1:]) + u * np.minimum(comp[1:], mem[1:])
+    jump = busy - held_from_before(comp, mem, dram, epilogue_growth(p, g, cfg, gpu), u)
     return [int(v) for v in x[1:][jump > 1e-9 * np.maximum(comp[1:], mem[1:])]]
 
 
@@ -299,6 +302,9 @@ CASES = [
     (dataclasses.replace(BPS2_STORE, store_bytes_per_s=2e9), H100, dict(m=700, n=900, k=256), "fp8", 1),
     (dataclasses.replace(CLUSTER_2X2, name="t_cl22_store", store_bytes_per_s=50e9), H100,
      dict(m=200, n=3000, k=2048), "bf16", 3),
+    # math and streams overlapping only in part
+    (dataclasses.replace(NARROW, name="t_narrow_unhidden", unhidden_fraction=0.3), H100,
+     dict(m=3000, n=2000, k=512), "fp16", 1),
     # slow C writes: a memory-bound narrow-K GEMM
     (dataclasses.replace(NARROW, name="t_narrow_writes", write_bandwidth_efficiency=0.4), H100,
      dict(m=3000, n=2000, k=64), "fp16", 2),
@@ -337,7 +343,8 @@ def test_expression_values_equal_model(cfg, gpu, dims, dtype, batch, free):
 
 @pytest.mark.parametrize("free", ["m", "n", "k"])
 def test_expression_with_k_iter_floor_and_cta_dispatch_equals_model(free):
-    cfg = dataclasses.replace(NARROW, name="t_floor_dispatch", k_iter_latency_s=1e-7, cta_dispatch_s=5e-9)
+    cfg = dataclasses.replace(NARROW, name="t_floor_dispatch", k_iter_latency_s=1e-7, cta_dispatch_s=5e-9,
+                              unhidden_fraction=0.25)
     dims = dict(m=1500, n=2500, k=2048)
     g = wm.Gemm(**dims, dtype="fp16")
     fixed = {k: v for k, v in dims.items() if k != free}
@@ -424,6 +431,7 @@ def configs(draw):
         store_bytes_per_s=draw(st.sampled_from([0.0, 0.0, 5e9, 50e9])),
         single_block_speedup=draw(st.sampled_from([1.0, 1.5, 2.0, 3.0])),
         k_iter_latency_s=draw(st.sampled_from([0.0, 0.0, 1e-7])),
+        unhidden_fraction=draw(st.sampled_from([0.0, 0.0, 0.2])),
     )
     gpu = wm.gpu(draw(st.sampled_from(["h100-sxm", "a100-40gb", "rtx-3090", "t4", "l4"])))
     try:
@@ -475,7 +483,8 @@ def brute_staircase_steps(dims, gpu, free, lo, hi, backend, make=None):
         fixed_held = fixed[1:] - memset[1:] + memset[:-1] - dispatch[1:] + dispatch[:-1]
         applied = profile.apply(c)     # the library's profile: its configurations' own names have none
         growth = epilogue_growth(wm.predict_latency(shape, gpu, backend=c, profile=profile), g, applied, gpu)
-        held.append(dict(latency_s=fixed_held + held_from_before(comp, mem, dram, growth)))
+        held.append(dict(latency_s=fixed_held + held_from_before(comp, mem, dram, growth,
+                                                                 applied.unhidden_fraction)))
     pick = np.arange(x.size - 1)
     lat_now = np.stack([t["latency_s"] for t in now])[select(g_aligned, configs, now, sel), pick]
     lat_held = np.stack([t["latency_s"] for t in held])[select(g_aligned, configs, held, sel), pick]

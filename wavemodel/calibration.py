@@ -21,7 +21,7 @@ from .gpus import GPUSpec
 
 FITTED_FIELDS = ("efficiency", "tile_overhead_s", "kernel_fixed_s", "single_block_speedup",
                  "bandwidth_efficiency", "store_bytes_per_s", "k_iter_latency_s", "cta_dispatch_s",
-                 "write_bandwidth_efficiency")
+                 "write_bandwidth_efficiency", "unhidden_fraction")
 # Uncalibrated L2 -> SM bandwidths in bytes per SM clock: one SM's L1 takes in up to 64 bytes per
 # clock; the L2 serves 5120 bytes per clock to A100's 108 SMs (NVIDIA A100 whitepaper), ~48 per SM.
 SM_INGEST_BYTES_PER_CLOCK = 64

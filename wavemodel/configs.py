@@ -48,6 +48,7 @@ class KernelConfig:
     bandwidth_efficiency: float = 0.85  # fraction of DRAM bandwidth the kernel's streams reach
     write_bandwidth_efficiency: float = 0.0  # that fraction for its C writes (0: as bandwidth_efficiency)
     store_bytes_per_s: float = 0.0     # one SM's epilogue store rate for C (0: the epilogue is free)
+    unhidden_fraction: float = 0.0     # share of the shorter of math and memory not hidden under the other
     k_iter_latency_s: float = 0.0      # one CTA's shortest main-loop iteration, however idle its SM (0: none)
     cta_dispatch_s: float = 0.0        # per CTA of the first wave: the GPU's block dispatch (0: free)
     extra_kernels: int = 0             # kernels launched beside the main one every call (e.g. a memset)
@@ -71,6 +72,8 @@ class KernelConfig:
             raise ValueError(f"efficiency: must be in (0, 1], got {self.efficiency!r}")
         if self.store_bytes_per_s < 0:
             raise ValueError(f"store_bytes_per_s: must be >= 0, got {self.store_bytes_per_s!r}")
+        if not 0 <= self.unhidden_fraction <= 1:
+            raise ValueError(f"unhidden_fraction: must be in [0, 1], got {self.unhidden_fraction!r}")
         if not 0 <= self.write_bandwidth_efficiency <= 1:
             raise ValueError(f"write_bandwidth_efficiency: must be in [0, 1], "
                              f"got {self.write_bandwidth_efficiency!r}")

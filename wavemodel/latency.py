@@ -2,7 +2,7 @@
 
 For one kernel configuration the time of a call is
 
-    kernel_fixed + max(t_compute, t_dram, t_l2) + extra kernels (memset, split-K reduce)
+    kernel_fixed + max(t_compute, t_dram, t_l2) (+ unhidden part) + extra kernels (memset, split-K reduce)
 
 (a persistent kernel with more tiles than CTAs launches a memset before it; split-K adds a reduction)
 
@@ -21,6 +21,9 @@ For one kernel configuration the time of a call is
   K`` elements) out of L2, all tiles through the L2's bandwidth (panels a cluster shares are read
   once and multicast), and the busiest SM's tiles through what one SM can ingest; so small tiles,
   few busy SMs and convolutions' re-read activations pay here.
+- where a family's ``unhidden_fraction`` is set, that share of the shorter of ``t_compute`` and
+  ``max(t_dram, t_l2)`` adds to the longer: the pipeline hides operand streaming and C's stores under
+  the math (or the math under the streams) only in part where the two are of a size.
 - ``kernel_fixed`` is one kernel's launch (in a CUDA graph), start-up and drain; where a family's
   ``cta_dispatch_s`` is set, plus that much per CTA of the first wave (``min(tiles, wave_size)``):
   the block scheduler hands CTAs out one after another, so a full grid starts later than a few CTAs.
@@ -216,7 +219,10 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     dispatch = np.minimum(tiles, ws.wave_size) * cfg.cta_dispatch_s if cfg.cta_dispatch_s else 0.0
     if cfg.cta_dispatch_s:
         fixed = fixed + dispatch
-    return dict(latency_s=fixed + np.maximum(compute, memory), compute_s=compute, memory_s=memory,
+    busy = np.maximum(compute, memory)
+    if cfg.unhidden_fraction:   # the pipeline hides only part of the shorter stream under the longer
+        busy = busy + cfg.unhidden_fraction * np.minimum(compute, memory)
+    return dict(latency_s=fixed + busy, compute_s=compute, memory_s=memory,
                 dram_s=dram, l2_s=l2, ingest_s=ingest, fixed_s=fixed, memset_s=memset, dispatch_s=dispatch,
                 stats=ws)
 

@@ -20,6 +20,7 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
     F         = kernel_fixed + extra kernels (split-K reduce, memsets)    # affine in d, but memsets
                 + Min(tiles, wave_size) * cta_dispatch                      # and the first wave's dispatch
     latency   = F + Piecewise((C, C >= M), (M, True)),  M = Max(D, L2, I)
+                + unhidden_fraction * Min(C, M)                             # where a profile sets it
 
 (``E`` is 0 where the configuration has no store rate.) ``C``, ``L2`` and ``I`` are written out from
 the tile and wave arithmetic. ``D`` and ``F`` are affine in every dimension and are taken from the
@@ -43,9 +44,10 @@ Max(C, L2, I)``. An integer ``d >= 2`` is a *step* when ``latency(d) > P(d)``: a
 Growth within a piece (the DRAM and fixed lines, the epilogue's valid part below one tile) is not a
 step. The quantised quantities never fall as ``d`` grows, so latency is at least ``P(d)`` and ``d``
 is a step exactly when ``S`` rises above ``S_held`` and exceeds ``D(d)``, or a memset starts, or
-(with a CTA dispatch cost) the first wave gains a CTA. Where
-the DRAM term binds, a boundary does not show and is not a step. Without a store rate ``S`` is
-piecewise constant and ``S_held(d) = S(d - 1)``.
+(with a CTA dispatch cost) the first wave gains a CTA. Where the DRAM term binds, a boundary does
+not show and is not a step (with an ``unhidden_fraction`` ``u`` it shows, through ``Min(C, M)``:
+``P(d) = F_held(d) + Max(C_held, M_held) + u * Min(C_held, M_held)``, ``M_held = Max(L2_held,
+I_held, D(d))``). Without a store rate ``S`` is piecewise constant and ``S_held(d) = S(d - 1)``.
 
 Between tile boundaries every quantised quantity is the same at ``d - 1`` and ``d``, so
 ``latency(d) = P(d)``: steps lie only where the tile count changes, at ``d = q * tile * cluster + 1``
@@ -183,6 +185,8 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     fixed = fixed_affine + memset + dispatch
     memory = sp.Max(dram, l2, ingest)
     latency = fixed + sp.Piecewise((compute, compute >= memory), (memory, True))
+    if cfg.unhidden_fraction:     # the part of the shorter stream the pipeline does not hide
+        latency = latency + sp.Float(cfg.unhidden_fraction) * sp.Min(compute, memory)
     held = dict(tiles=tiles, waves=waves, tail_blocks_per_sm=tail_bps, busiest_tiles=busiest,
                 k_iters=k_iters, compute_s=compute, epilogue_s=epilogue, l2_s=l2, ingest_s=ingest,
                 dram_s=dram, memory_s=memory, quantised_s=sp.Max(compute, l2, ingest), fixed_s=fixed,
@@ -262,13 +266,25 @@ def boundaries(cfg: KernelConfig, free: str, lo: int, hi: int) -> np.ndarray:
     return q * period + 1
 
 
+def _busy(compute, quantised_memory, dram, unhidden: float):
+    """The non-fixed time from its parts: ``Max(C, M) + unhidden * Min(C, M)``, ``M = Max(D, L2, I)``."""
+    memory = np.maximum(quantised_memory, dram)
+    busy = np.maximum(compute, memory)
+    return busy + unhidden * np.minimum(compute, memory) if unhidden else busy
+
+
 def _pieces(shape, cfg, gpu, free, profile, d: np.ndarray) -> dict:
-    """At each ``d``: ``S``, ``F`` and ``D`` at ``d``; ``S`` and ``F`` of the piece held from ``d - 1``."""
+    """At each ``d``: the busy time (latency less ``F``) and ``F`` at ``d`` and of the piece held from
+    ``d - 1``, and ``D`` at ``d``."""
     t = _terms(shape, cfg, gpu, free, profile)
     held, syms = t["held"], (t["held_symbol"], t["symbol"])
-    quantised, fixed = lambdify(syms, held["quantised_s"]), lambdify(syms, held["fixed_s"])
-    return dict(s_now=quantised(d, d), s_held=quantised(d - 1, d), dram=lambdify(t["symbol"], t["dram_s"])(d),
-                fixed=fixed(d, d), fixed_held=fixed(d - 1, d))
+    compute, fixed = lambdify(syms, held["compute_s"]), lambdify(syms, held["fixed_s"])
+    panels = lambdify(syms, sp.Max(held["l2_s"], held["ingest_s"]))
+    dram = lambdify(t["symbol"], t["dram_s"])(d)
+    u = cfg.unhidden_fraction
+    return dict(busy=_busy(compute(d, d), panels(d, d), dram, u),
+                busy_held=_busy(compute(d - 1, d), panels(d - 1, d), dram, u),
+                dram=dram, fixed=fixed(d, d), fixed_held=fixed(d - 1, d))
 
 
 def _step_positions(shape, cfg, gpu, free, lo, hi, profile) -> list[int]:
@@ -276,7 +292,7 @@ def _step_positions(shape, cfg, gpu, free, lo, hi, profile) -> list[int]:
     if d.size == 0:
         return []
     p = _pieces(shape, cfg, gpu, free, profile, d)
-    step = ((p["s_now"] > p["s_held"]) & (p["s_now"] > p["dram"])) | (p["fixed"] > p["fixed_held"])
+    step = (p["busy"] > p["busy_held"]) | (p["fixed"] > p["fixed_held"])
     return [int(x) for x in d[step]]
 
 
@@ -321,8 +337,8 @@ def staircase_steps(shape, gpu: GPUSpec | str, free: str, lo: int, hi: int, back
     now, held = [], []
     for c in configs:
         p = _pieces(shape, c, gpu, free, profile, d)
-        now.append(dict(latency_s=p["fixed"] + np.maximum(p["s_now"], p["dram"])))
-        held.append(dict(latency_s=p["fixed_held"] + np.maximum(p["s_held"], p["dram"])))
+        now.append(dict(latency_s=p["fixed"] + p["busy"]))
+        held.append(dict(latency_s=p["fixed_held"] + p["busy_held"]))
     pick = np.arange(d.size)
     lat_now = np.stack([t["latency_s"] for t in now])[select(_gemm(sel), configs, now, sel), pick]
     lat_held = np.stack([t["latency_s"] for t in held])[select(_gemm(sel), configs, held, sel), pick]

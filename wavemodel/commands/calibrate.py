@@ -43,7 +43,8 @@ from .validate import stats_table
 
 GROUPS = ("own", "cublas", "cudnn")
 OWN_FREE = (*fit.FAMILY_PARAMS, "single_block_speedup", "store_bytes_per_s")
-LIBRARY_FREE = (*fit.FAMILY_PARAMS, "k_iter_latency_s", "cta_dispatch_s", "write_bandwidth_efficiency")
+LIBRARY_FREE = (*fit.FAMILY_PARAMS, "k_iter_latency_s", "cta_dispatch_s", "write_bandwidth_efficiency",
+                "unhidden_fraction")
 OWN_INITIAL_STORE_BYTES_PER_S = 20e9
 DEFAULT_ITERATIONS = 40
 DEFAULT_BUDGET_S = 300.0
