@@ -48,10 +48,10 @@ SIMT = wm.KernelConfig(name="simt_f32_128x128_test", tile_m=128, tile_n=128, til
                        regs_per_thread=128, smem_per_block_bytes=2 * (128 * 8 + 8 * 128) * 4, math="simt",
                        dtypes=("fp32",), efficiency=0.6)
 # BPS1 hiding only 40 % of the shorter of math and streaming (our mma.sync kernels hide about half)
-OVERLAP = dataclasses.replace(BPS1, name="t_overlap", overlap=0.4, store_bytes_per_s=40e9)
+OVERLAP = dataclasses.replace(BPS1, name="t_overlap", unhidden_fraction=0.6, store_bytes_per_s=40e9)
 # the SIMT kernel with an epilogue that stores C element by element, 2.5x slower, where N % 4 != 0
 SIMT_SCALAR = dataclasses.replace(SIMT, name="t_simt_scalar", store_bytes_per_s=25e9, scalar_store_factor=2.5,
-                                  overlap=0.6)
+                                  unhidden_fraction=0.4)
 
 
 def sweep(dims: dict, cfg, gpu, free: str, lo: int, hi: int, dtype="fp16", batch=1):
@@ -63,22 +63,23 @@ def sweep(dims: dict, cfg, gpu, free: str, lo: int, hi: int, dtype="fp16", batch
 def dram_s(shape, cfg, gpu):
     """The model's DRAM term (affine in every dimension), for the brute force below."""
     cfg = calibration.profile_for(gpu, cfg.name).apply(cfg)
-    return dram_bytes(shape, cfg.split_k) / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
+    dram = dram_bytes(shape, cfg.split_k) / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
+    if cfg.write_bandwidth_efficiency:
+        written = shape.batch * np.asarray(shape.m, dtype=float) * shape.n * DTYPE_OUT_BYTES[shape.dtype]
+        dram = dram + written * (1 / cfg.write_bandwidth_efficiency - 1 / cfg.bandwidth_efficiency) / (
+            gpu.dram_bandwidth_bytes_per_s)
+    return dram
 
 
-def combine(comp, mem, overlap=1.0):
-    """Latency minus its fixed part: the longer of compute and memory plus the unhidden shorter."""
-    return np.maximum(comp, mem) + (1.0 - overlap) * np.minimum(comp, mem)
-
-
-def held_from_before(comp, mem, dram, comp_growth=0.0, overlap=1.0):
+def held_from_before(comp, mem, dram, comp_growth=0.0, unhidden=0.0):
     """Latency minus its fixed part, with the quantised terms held at d - 1 (arrays over d-1..).
 
     ``comp_growth`` is what the compute term's continuous part (the epilogue's valid tile) adds from
-    d - 1 to d with the tile and wave counts held.
+    d - 1 to d with the tile and wave counts held; ``unhidden`` the configuration's unhidden_fraction.
     """
     hidden = np.where(mem[:-1] > dram[:-1], mem[:-1], -np.inf)     # L2/ingest, where they show
-    return combine(comp[:-1] + comp_growth, np.maximum(hidden, dram[1:]), overlap)
+    c, m = comp[:-1] + comp_growth, np.maximum(hidden, dram[1:])
+    return np.maximum(c, m) + unhidden * np.minimum(c, m)
 
 
 def epilogue_growth(p, g: wm.Gemm, cfg, gpu):
@@ -106,9 +107,9 @@ def brute_steps(dims: dict, cfg, gpu, free: str, lo: int, hi: int, dtype="fp16",
     comp, mem = (np.asarray(v, dtype=float) for v in (p.compute_s, p.memory_s))
     g = wm.Gemm(**(dims | {free: x}), batch=batch, dtype=dtype)
     dram = dram_s(g, cfg, gpu)
-    overlap = calibration.profile_for(gpu, cfg.name).apply(cfg).overlap
-    growth = epilogue_growth(p, g, cfg, gpu)
-    jump = combine(comp[1:], mem[1:], overlap) - held_from_before(comp, mem, dram, growth, overlap)
+    u = calibration.profile_for(gpu, cfg.name).apply(cfg).unhidden_fraction
+    busy = np.maximum(comp[1:], mem[1:]) + u * np.minimum(comp[1:], mem[1:])
+    jump = busy - held_from_before(comp, mem, dram, epilogue_growth(p, g, cfg, gpu), u)
     return [int(v) for v in x[1:][jump > 1e-9 * np.maximum(comp[1:], mem[1:])]]
 
 
@@ -311,6 +312,15 @@ CASES = [
      dict(m=200, n=3000, k=2048), "bf16", 3),
     (OVERLAP, H100, dict(m=700, n=3000, k=512), "fp16", 3),                  # memory adds in places
     (SIMT_SCALAR, H100, dict(m=2048, n=2051, k=1023), "fp32", 1),            # element-wise C stores
+    # math and streams overlapping only in part
+    (dataclasses.replace(NARROW, name="t_narrow_unhidden", unhidden_fraction=0.3), H100,
+     dict(m=3000, n=2000, k=512), "fp16", 1),
+    # slow C writes: a memory-bound narrow-K GEMM
+    (dataclasses.replace(NARROW, name="t_narrow_writes", write_bandwidth_efficiency=0.4), H100,
+     dict(m=3000, n=2000, k=64), "fp16", 2),
+    # a K-iteration latency floor that binds on the partial last waves (5 blocks per SM outrun it)
+    (dataclasses.replace(NARROW, name="t_narrow_kfloor", k_iter_latency_s=1e-7), H100,
+     dict(m=3000, n=1200, k=3000), "fp16", 1),
 ]
 CASE_IDS = [c[0].name + "-" + c[3] for c in CASES]
 
@@ -338,6 +348,20 @@ def test_expression_values_equal_model(cfg, gpu, dims, dtype, batch, free):
     d, expr = symbolic.latency_expr(g, cfg, gpu, free)
     points = set(steps(fixed, cfg, gpu, free, 2, 5000, dtype, batch)[:4]) | {1, 97, 1000, 4999}
     for v in sorted(points | {s - 1 for s in points if s > 1}):
+        assert float(expr.subs(d, v)) == pytest.approx(float(p.latency_s[v - 1]), rel=1e-12)
+
+
+@pytest.mark.parametrize("free", ["m", "n", "k"])
+def test_expression_with_k_iter_floor_and_cta_dispatch_equals_model(free):
+    cfg = dataclasses.replace(NARROW, name="t_floor_dispatch", k_iter_latency_s=1e-7, cta_dispatch_s=5e-9,
+                              unhidden_fraction=0.25)
+    dims = dict(m=1500, n=2500, k=2048)
+    g = wm.Gemm(**dims, dtype="fp16")
+    fixed = {k: v for k, v in dims.items() if k != free}
+    x, p = sweep(fixed, cfg, H100, free, 1, 5000)
+    np.testing.assert_allclose(symbolic.latency_function(g, cfg, H100, free)(x), p.latency_s, rtol=1e-12)
+    d, expr = symbolic.latency_expr(g, cfg, H100, free)
+    for v in (1, 64, 65, 97, 1000, 4999):
         assert float(expr.subs(d, v)) == pytest.approx(float(p.latency_s[v - 1]), rel=1e-12)
 
 
@@ -416,6 +440,8 @@ def configs(draw):
         tile_overhead_s=draw(st.sampled_from([0.0, 1e-6])),
         store_bytes_per_s=draw(st.sampled_from([0.0, 0.0, 5e9, 50e9])),
         single_block_speedup=draw(st.sampled_from([1.0, 1.5, 2.0, 3.0])),
+        k_iter_latency_s=draw(st.sampled_from([0.0, 0.0, 1e-7])),
+        unhidden_fraction=draw(st.sampled_from([0.0, 0.0, 0.2])),
     )
     gpu = wm.gpu(draw(st.sampled_from(["h100-sxm", "a100-40gb", "rtx-3090", "t4", "l4"])))
     try:
@@ -459,15 +485,16 @@ def brute_staircase_steps(dims, gpu, free, lo, hi, backend, make=None):
     now, held = [], []
     for c in configs:
         t = config_latency(g, profile.apply(c), gpu, profile, shape)
-        lat, comp, mem, fixed, memset = (np.broadcast_to(t[key], x.shape) for key in (
-            "latency_s", "compute_s", "memory_s", "fixed_s", "memset_s"))
+        lat, comp, mem, fixed, memset, dispatch, dram = (np.broadcast_to(t[key], x.shape) for key in (
+            "latency_s", "compute_s", "memory_s", "fixed_s", "memset_s", "dispatch_s", "dram_s"))
         now.append(dict(latency_s=lat[1:]))
-        # held from d - 1: the memset a persistent kernel adds from its second wave is quantised too
-        fixed_held = fixed[1:] - memset[1:] + memset[:-1]
+        # held from d - 1: the memset a persistent kernel adds from its second wave and the first
+        # wave's CTA dispatch are quantised too
+        fixed_held = fixed[1:] - memset[1:] + memset[:-1] - dispatch[1:] + dispatch[:-1]
         applied = profile.apply(c)     # the library's profile: its configurations' own names have none
         growth = epilogue_growth(wm.predict_latency(shape, gpu, backend=c, profile=profile), g, applied, gpu)
-        dram = dram_bytes(shape, c.split_k) / (gpu.dram_bandwidth_bytes_per_s * applied.bandwidth_efficiency)
-        held.append(dict(latency_s=fixed_held + held_from_before(comp, mem, dram, growth)))
+        held.append(dict(latency_s=fixed_held + held_from_before(comp, mem, dram, growth,
+                                                                 applied.unhidden_fraction)))
     pick = np.arange(x.size - 1)
     lat_now = np.stack([t["latency_s"] for t in now])[select(g_aligned, configs, now, sel), pick]
     lat_held = np.stack([t["latency_s"] for t in held])[select(g_aligned, configs, held, sel), pick]

@@ -4,7 +4,7 @@ A ``KernelConfig`` is what the model needs to know about one kernel: its CTA til
 registers and shared memory (for occupancy), pipeline stages, cluster shape, split-K factor, which
 unit does the math, and the model parameters that calibration fits (``efficiency``,
 ``tile_overhead_s``, ``kernel_fixed_s``, ``single_block_speedup``, ``bandwidth_efficiency``,
-``store_bytes_per_s``, ``scalar_store_factor``, ``overlap``).
+``store_bytes_per_s``, ``scalar_store_factor``, ``unhidden_fraction``, ...: ``FITTED_FIELDS``).
 Catalogues live in ``data/configs/*.toml``: ``own.toml`` for our kernels (registers as the compiler
 reports them for sm_90) and one file per library and architecture family for cuBLAS / cuDNN.
 """
@@ -47,8 +47,11 @@ class KernelConfig:
     kernel_fixed_s: float = 2.5e-6     # per kernel: launch in a graph, start-up and drain
     single_block_speedup: float = 1.0  # how much faster a block runs alone on an SM than among bps blocks
     bandwidth_efficiency: float = 0.85  # fraction of DRAM bandwidth the kernel's streams reach
+    write_bandwidth_efficiency: float = 0.0  # that fraction for its C writes (0: as bandwidth_efficiency)
     store_bytes_per_s: float = 0.0     # one SM's epilogue store rate for C (0: the epilogue is free)
-    overlap: float = 1.0               # share of the shorter of math and operand streaming hidden (1: max)
+    unhidden_fraction: float = 0.0     # share of the shorter of math and memory not hidden under the other
+    k_iter_latency_s: float = 0.0      # one CTA's shortest main-loop iteration, however idle its SM (0: none)
+    cta_dispatch_s: float = 0.0        # per CTA of the first wave: the GPU's block dispatch (0: free)
     scalar_store_factor: float = 1.0   # epilogue slowdown where C's rows are not 16-byte aligned
     channel_traffic_factor: float = 1.0  # conv: L2 -> SM traffic multiplier where C is off 32-byte sectors
     l2_bandwidth_bytes_per_s: float = 0.0  # what this kernel's loads draw out of L2 (0: the profile's)
@@ -72,8 +75,6 @@ class KernelConfig:
             raise ValueError(f"math: {self.math!r} is not one of {', '.join(MATH_UNITS)}")
         if not 0 < self.efficiency <= 1:
             raise ValueError(f"efficiency: must be in (0, 1], got {self.efficiency!r}")
-        if not 0 <= self.overlap <= 1:
-            raise ValueError(f"overlap: must be in [0, 1], got {self.overlap!r}")
         if self.scalar_store_factor < 1:
             raise ValueError(f"scalar_store_factor: must be >= 1, got {self.scalar_store_factor!r}")
         if self.channel_traffic_factor < 1:
@@ -83,9 +84,14 @@ class KernelConfig:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
         if self.store_bytes_per_s < 0:
             raise ValueError(f"store_bytes_per_s: must be >= 0, got {self.store_bytes_per_s!r}")
+        if not 0 <= self.unhidden_fraction <= 1:
+            raise ValueError(f"unhidden_fraction: must be in [0, 1], got {self.unhidden_fraction!r}")
+        if not 0 <= self.write_bandwidth_efficiency <= 1:
+            raise ValueError(f"write_bandwidth_efficiency: must be in [0, 1], "
+                             f"got {self.write_bandwidth_efficiency!r}")
         if not 0 < self.bandwidth_efficiency <= 1:
             raise ValueError(f"bandwidth_efficiency: must be in (0, 1], got {self.bandwidth_efficiency!r}")
-        for name in ("tile_overhead_s", "kernel_fixed_s"):
+        for name in ("tile_overhead_s", "kernel_fixed_s", "k_iter_latency_s", "cta_dispatch_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
         if not isinstance(self.extra_kernels, int) or self.extra_kernels < 0:

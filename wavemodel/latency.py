@@ -2,7 +2,7 @@
 
 For one kernel configuration the time of a call is
 
-    kernel_fixed + max(t_compute, t_dram, t_l2) + extra kernels (memset, split-K reduce)
+    kernel_fixed + max(t_compute, t_dram, t_l2) (+ unhidden part) + extra kernels (memset, split-K reduce)
 
 (a persistent kernel with more tiles than CTAs launches a memset before it; split-K adds a reduction)
 
@@ -15,7 +15,9 @@ For one kernel configuration the time of a call is
   ``scalar_store_factor`` times slower where rows of C are not 16-byte aligned (element-wise stores).
 - ``t_dram`` is the compulsory DRAM traffic (each operand read once, the output written once, split-K
   partials written and read back; for a convolution the real activation, filter and output tensors)
-  at ``bandwidth_efficiency`` of the DRAM bandwidth.
+  at ``bandwidth_efficiency`` of the DRAM bandwidth; where a family's ``write_bandwidth_efficiency``
+  is set, the output's writes at that fraction instead (reads and writes share the DRAM, so the two
+  times add: write-bound small-K GEMMs store C at well under the read bandwidth).
 - ``t_l2`` is the traffic into the SMs: every tile streams its A and B panels (``(tile_m + tile_n) x
   K`` elements) out of L2, all tiles through the L2's bandwidth (panels a cluster shares are read
   once and multicast), and the busiest SM's tiles through what one SM can ingest; so small tiles,
@@ -23,10 +25,16 @@ For one kernel configuration the time of a call is
   A kernel may reach its own L2 and per-SM bandwidths (our kernels: fitted per kernel), and a
   convolution whose channel rows start off 32-byte sectors moves ``channel_traffic_factor`` times
   its panels (``panel_traffic_factor``).
-- ``kernel_fixed`` is one kernel's launch (in a CUDA graph), start-up and drain.
-- Math and streaming overlap: a kernel hides ``overlap`` of the shorter of ``t_compute`` and the
-  memory time under the longer (1, the default: ``max``; 0: they add up). Our 1- and 2-block-per-SM
-  tensor-core kernels hide about half (fitted), their operand streaming is not free.
+- where a family's ``unhidden_fraction`` is set, that share of the shorter of ``t_compute`` and
+  ``max(t_dram, t_l2)`` adds to the longer: the pipeline hides operand streaming and C's stores under
+  the math (or the math under the streams) only in part where the two are of a size (our 1- and
+  2-block-per-SM ``mma.sync`` kernels leave about half unhidden, fitted).
+- ``kernel_fixed`` is one kernel's launch (in a CUDA graph), start-up and drain; where a family's
+  ``cta_dispatch_s`` is set, plus that much per CTA of the first wave (``min(tiles, wave_size)``):
+  the block scheduler hands CTAs out one after another, so a full grid starts later than a few CTAs.
+- where a family's ``k_iter_latency_s`` is set, no wave's math is shorter than ``k_iters *
+  k_iter_latency_s``: a CTA's main-loop iteration (TMA load, MMA, barrier hand-off) has a latency that
+  a lightly loaded SM cannot hide, whatever the tile's FLOPs (small tiles, single-wave long-K calls).
 
 A library backend evaluates every configuration of its catalogue and runs the one its selection
 rule picks (``select``). Parameters come from the GPU's calibration profile where one ships.
@@ -166,6 +174,25 @@ class _Shared:
     def outputs(self):
         return self.memo("mn", lambda: self.batch * self.m * self.n)
 
+    def dram_s(self, cfg: KernelConfig, gpu: GPUSpec):
+        """DRAM time at ``cfg``'s read (and write) efficiency; shared by a family's configurations."""
+        def make():
+            bw = gpu.dram_bandwidth_bytes_per_s
+            t = self.dram_bytes(cfg.split_k) / (bw * cfg.bandwidth_efficiency)
+            if cfg.write_bandwidth_efficiency:   # C's writes drain at their own rate, beside the reads
+                written = self.outputs() * DTYPE_OUT_BYTES[self.g.dtype]
+                slower = 1.0 / cfg.write_bandwidth_efficiency - 1.0 / cfg.bandwidth_efficiency
+                t = t + written * (slower / bw)
+            return t
+        key = ("dram_s", cfg.split_k, cfg.bandwidth_efficiency, cfg.write_bandwidth_efficiency)
+        return self.memo(key, make)
+
+    def reduce_s(self, cfg: KernelConfig, gpu: GPUSpec):
+        """A split-K reduction's DRAM time: it reads the fp32 partials and writes C."""
+        return self.memo(("reduce", cfg.split_k, cfg.bandwidth_efficiency), lambda: self.outputs() * (
+            (4.0 * cfg.split_k + DTYPE_OUT_BYTES[self.g.dtype]) / (
+                gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)))
+
 
 def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibration.Profile,
                    shape: Gemm | Conv2d | None = None, shared: _Shared | None = None) -> dict:
@@ -179,14 +206,19 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     ws = waves_of(g.m, g.n, sh.batch, sh.tiles("m", cfg.tile_m, cfg.cluster_m),
                   sh.tiles("n", cfg.tile_n, cfg.cluster_n), cfg, gpu)
     bps, tiles, waves = ws.blocks_per_sm, ws.tiles, ws.waves
+    full_waves = waves - 1
     tail_bps = np.ceil(ws.tail_tiles / gpu.sm_count)
     sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
     k_iters = sh.k_iters(cfg.split_k, cfg.tile_k)
-    t_tile = k_iters * (2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency))
+    t_iter = 2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency)   # one K tile
     alone = bps / min(cfg.single_block_speedup, bps)        # a lone block's time, in t_tile units
-    busiest = (waves - 1) * bps + tail_bps                  # tiles on the busiest SM
-    slots = busiest if alone <= 1 else (waves - 1) * bps + np.maximum(tail_bps, alone)
-    compute = t_tile * slots
+    busiest = full_waves * bps + tail_bps                   # tiles on the busiest SM
+    tail_slots = tail_bps if alone <= 1 else np.maximum(tail_bps, alone)
+    if cfg.k_iter_latency_s:    # no wave's main loop is shorter than k_iters round trips of one CTA
+        lat = cfg.k_iter_latency_s
+        compute = k_iters * (full_waves * max(bps * t_iter, lat) + np.maximum(tail_slots * t_iter, lat))
+    else:                       # t_tile = k_iters * t_iter per slot of the busiest SM
+        compute = k_iters * (t_iter * (full_waves * bps + tail_slots))
     if cfg.tile_overhead_s:                                 # each tile pays its prologue and epilogue
         compute = compute + busiest * cfg.tile_overhead_s
     if cfg.store_bytes_per_s:   # each of its tiles stores its valid part of C after its main loop
@@ -196,7 +228,7 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
             valid = valid * np.where(sh.n % vector == 0, 1.0, cfg.scalar_store_factor)
         compute = compute + busiest * valid / cfg.store_bytes_per_s
 
-    dram = sh.dram_bytes(cfg.split_k) / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
+    dram = sh.dram_s(cfg, gpu)
     from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype)
     factor = panel_traffic_factor(cfg, sh.shape, g.dtype)
     from_l2, into_sm = from_l2 * factor, into_sm * factor
@@ -206,17 +238,20 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
 
     # extra kernels: a split-K reduction; a persistent kernel with more tiles than CTAs first zeroes
     # its tile counter with a memset (670 of the 671 memsets in the H100 cuBLAS data)
-    memset = (waves > 1) * (cfg.persistent * profile.launch_overhead_s)
-    extra = (cfg.extra_kernels + (cfg.split_k > 1)) * profile.launch_overhead_s + memset
+    memset = (waves > 1) * profile.launch_overhead_s if cfg.persistent else 0.0
+    fixed = cfg.kernel_fixed_s + (cfg.extra_kernels + (cfg.split_k > 1)) * profile.launch_overhead_s + memset
     if cfg.split_k > 1:   # the reduction kernel reads the fp32 partials and writes C
-        extra = extra + sh.outputs() * (4.0 * cfg.split_k + DTYPE_OUT_BYTES[g.dtype]) / (
-            gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
-    fixed = cfg.kernel_fixed_s + extra
-    body = np.maximum(compute, memory)
-    if cfg.overlap < 1:        # the part of the shorter of math and streaming the main loop does not hide
-        body = body + (1.0 - cfg.overlap) * np.minimum(compute, memory)
-    return dict(latency_s=fixed + body, compute_s=compute, memory_s=memory,
-                dram_s=dram, l2_s=l2, ingest_s=ingest, fixed_s=fixed, memset_s=memset, stats=ws)
+        fixed = fixed + sh.reduce_s(cfg, gpu)
+    # the block scheduler hands out the first wave's CTAs one after another
+    dispatch = np.minimum(tiles, ws.wave_size) * cfg.cta_dispatch_s if cfg.cta_dispatch_s else 0.0
+    if cfg.cta_dispatch_s:
+        fixed = fixed + dispatch
+    busy = np.maximum(compute, memory)
+    if cfg.unhidden_fraction:   # the pipeline hides only part of the shorter stream under the longer
+        busy = busy + cfg.unhidden_fraction * np.minimum(compute, memory)
+    return dict(latency_s=fixed + busy, compute_s=compute, memory_s=memory,
+                dram_s=dram, l2_s=l2, ingest_s=ingest, fixed_s=fixed, memset_s=memset, dispatch_s=dispatch,
+                stats=ws)
 
 
 def bound_of(compute_s, memory_s, fixed_s) -> np.ndarray | str:

@@ -11,18 +11,22 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
     k_iters   = ceiling(k / (split_k * tile_k))
     C         = t_iter * k_iters * ((waves - 1) * bps + Max(tail_bps, bps / min(speedup, bps)))
                 + busiest * tile_overhead + E                               # wave-quantised compute
+                (with a k_iter_latency: each wave's math at least k_iters * k_iter_latency)
     E         = busiest * Min(tile_m, m) * Min(tile_n, n) * out_bytes * s / store_rate   # epilogue
                 (s = scalar_store_factor where n % (16 / out_bytes) != 0, else 1: element-wise stores)
-    L2        = tiles * panel_bytes * k_iters / l2_bandwidth               # A, B panels out of L2
-    I         = busiest * panel_bytes * k_iters / sm_bandwidth
+    L2        = tiles * panel_bytes * f * k_iters / l2_bandwidth           # A, B panels out of L2
+    I         = busiest * panel_bytes * f * k_iters / sm_bandwidth        # (bandwidths: the kernel's own
+                (f: a conv's channel_traffic_factor where C is off 32-byte sectors, else 1)   # or the GPU's)
     D         = dram_bytes / (dram_bandwidth * bandwidth_efficiency)      # affine in d
+                (C's writes at write_bandwidth_efficiency where a profile sets it)
     F         = kernel_fixed + extra kernels (split-K reduce, memsets)    # affine in d, but memsets
-    latency   = F + Piecewise((C + h * M, C >= M), (M + h * C, True)),  M = Max(D, L2, I),
-                h = 1 - overlap (0 by default: the longer of C and M)
+                + Min(tiles, wave_size) * cta_dispatch                      # and the first wave's dispatch
+    latency   = F + Piecewise((C, C >= M), (M, True)),  M = Max(D, L2, I)
+                + unhidden_fraction * Min(C, M)                             # where a profile sets it
 
 (``E`` is 0 where the configuration has no store rate.) ``C``, ``L2`` and ``I`` are written out from
 the tile and wave arithmetic. ``D`` and ``F`` are affine in every dimension and are taken from the
-model itself (``latency.dram_bytes`` and ``config_latency``'s ``fixed_s`` at two points give the
+model itself (``config_latency``'s ``dram_s`` and ``fixed_s`` at two points give the
 line, a third checks it), so the closed form follows the model's byte accounting where that changes
 (a strided convolution's input rows and columns depend on its geometry, not on its output channels).
 
@@ -42,10 +46,12 @@ An integer ``d >= 2`` is a *step* when ``latency(d) > P(d)``: a discontinuity. G
 (the DRAM and fixed lines, the epilogue's valid part below one tile) is not a step, and neither is
 the element-wise store factor, which follows ``n``'s alignment, not its tiles (an unaligned ``n``
 runs off the aligned staircase; the alignment is continuous here). The quantised quantities never
-fall as ``d`` grows, so latency is at least ``P(d)``. With ``overlap`` 1 (the default), ``d`` is a
+fall as ``d`` grows, so latency is at least ``P(d)``. Without an ``unhidden_fraction``, ``d`` is a
 step exactly when ``S = Max(C, L2, I)`` rises above its held value and exceeds ``D(d)``, or a memset
-starts: where the DRAM term binds, a boundary does not show. With ``overlap < 1`` the shorter term
-adds, so a rise of ``C``, or of ``Max(L2, I)`` above ``D(d)``, is a step even where the other binds.
+starts, or (with a CTA dispatch cost) the first wave gains a CTA: where the DRAM term binds, a
+boundary does not show. With an ``unhidden_fraction`` the shorter term adds, so a rise of ``C``, or
+of ``Max(L2, I)`` above ``D(d)``, is a step even where the other binds. ``step_positions``
+evaluates the closed form and its held piece at the boundaries, whatever the terms.
 
 Between tile boundaries every quantised quantity is the same at ``d - 1`` and ``d``, so
 ``latency(d) = P(d)``: steps lie only where the tile count changes, at ``d = q * tile * cluster + 1``
@@ -72,14 +78,7 @@ from . import calibration
 from .configs import KernelConfig
 from .gpus import GPUSpec
 from .gpus import gpu as lookup_gpu
-from .latency import (
-    candidate_configs,
-    config_latency,
-    dram_bytes,
-    panel_bytes_per_k_tile,
-    panel_traffic_factor,
-    select,
-)
+from .latency import candidate_configs, config_latency, panel_bytes_per_k_tile, panel_traffic_factor, select
 from .shapes import DTYPE_OUT_BYTES, Conv2d, Gemm, as_shape
 from .waves import wave_size
 
@@ -159,8 +158,13 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
     t_iter = sp.Float(2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency))
     lone = sp.Float(bps / min(cfg.single_block_speedup, bps))
-    compute = t_iter * k_iters * ((waves - 1) * bps + sp.Max(tail_bps, lone)) + busiest * sp.Float(
-        cfg.tile_overhead_s)
+    t_tile = t_iter * k_iters
+    if cfg.k_iter_latency_s:      # no wave shorter than k_iters round trips of one CTA
+        floor = k_iters * sp.Float(cfg.k_iter_latency_s)
+        main = (waves - 1) * sp.Max(bps * t_tile, floor) + sp.Max(t_tile * sp.Max(tail_bps, lone), floor)
+    else:
+        main = t_tile * ((waves - 1) * bps + sp.Max(tail_bps, lone))
+    compute = main + busiest * sp.Float(cfg.tile_overhead_s)
     if cfg.store_bytes_per_s:
         valid = sp.Min(cfg.tile_m, m) * sp.Min(cfg.tile_n, n)
         if cfg.scalar_store_factor != 1:       # element-wise stores where rows of C are misaligned
@@ -178,25 +182,24 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
 
     x = np.array([1, 4099, 1 << 20], dtype=np.int64)
     shape_x = at(shape, free, x)
-    dram_bw = gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency
-    dram = _affine_line(dram_bytes(shape_x, cfg.split_k) / dram_bw, x, d, "DRAM traffic")
     terms_x = config_latency(_gemm(shape_x), cfg, gpu, profile, shape_x)
-    # the fixed time is affine but for a persistent kernel's memset, launched from its second wave on
-    fixed_affine = _affine_line(terms_x["fixed_s"] - terms_x["memset_s"], x, d, "fixed time")
+    dram = _affine_line(terms_x["dram_s"], x, d, "DRAM traffic")
+    # the fixed time is affine but for a persistent kernel's memset, launched from its second wave on,
+    # and the first wave's CTA dispatch
+    fixed_affine = _affine_line(terms_x["fixed_s"] - terms_x["memset_s"] - terms_x["dispatch_s"], x, d,
+                                "fixed time")
     memset = sp.Float(profile.launch_overhead_s) * sp.Piecewise((1, waves > 1), (0, True)) if cfg.persistent \
         else sp.Integer(0)
-    fixed = fixed_affine + memset
+    dispatch = sp.Min(tiles, size) * sp.Float(cfg.cta_dispatch_s) if cfg.cta_dispatch_s else sp.Integer(0)
+    fixed = fixed_affine + memset + dispatch
     memory = sp.Max(dram, l2, ingest)
-    if cfg.overlap < 1:     # the unhidden share of the shorter of compute and memory adds
-        hidden = sp.Float(1.0 - cfg.overlap)
-        body = sp.Piecewise((compute + hidden * memory, compute >= memory), (memory + hidden * compute, True))
-    else:
-        body = sp.Piecewise((compute, compute >= memory), (memory, True))
-    latency = fixed + body
+    latency = fixed + sp.Piecewise((compute, compute >= memory), (memory, True))
+    if cfg.unhidden_fraction:     # the part of the shorter stream the pipeline does not hide
+        latency = latency + sp.Float(cfg.unhidden_fraction) * sp.Min(compute, memory)
     held = dict(tiles=tiles, waves=waves, tail_blocks_per_sm=tail_bps, busiest_tiles=busiest,
                 k_iters=k_iters, compute_s=compute, epilogue_s=epilogue, l2_s=l2, ingest_s=ingest,
                 dram_s=dram, memory_s=memory, quantised_s=sp.Max(compute, l2, ingest), fixed_s=fixed,
-                fixed_affine_s=fixed_affine, memset_s=memset, body_s=body, latency_s=latency)
+                fixed_affine_s=fixed_affine, memset_s=memset, dispatch_s=dispatch, latency_s=latency)
     one = {dq: d}
     return dict(symbol=d, held_symbol=dq, held=held) | {key: e.xreplace(one) for key, e in held.items()}
 

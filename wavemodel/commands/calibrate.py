@@ -9,13 +9,14 @@ CSVs in DIR with ``wavemodel.fit.fit_profile``, one fit per backend group of the
 - ``own``: every one of our kernels is its own family (its catalogue ``family``, the kernel's name)
   and shares nothing with the others, so each is fitted alone (``fit_own``). Free per family: the
   L2 and per-SM bandwidths its loads reach, efficiency, tile_overhead_s, kernel_fixed_s,
-  bandwidth_efficiency, single_block_speedup, store_bytes_per_s (started at 20e9), overlap, and
-  scalar_store_factor (kernels that take rows of C that are not 16-byte aligned) or
-  channel_traffic_factor (convolutions); fitted from every pair of OWN_L2_STARTS x OWN_SM_STARTS,
-  keeping the lowest cost;
+  bandwidth_efficiency, single_block_speedup, store_bytes_per_s (started at 20e9), unhidden_fraction
+  (started at 0.5), and scalar_store_factor (kernels that take rows of C that are not 16-byte
+  aligned) or channel_traffic_factor (convolutions); fitted from every pair of OWN_L2_STARTS x
+  OWN_SM_STARTS, keeping the lowest cost;
 - ``cublas`` / ``cudnn``: the families of the library's catalogue for the dtypes in the data; free:
   the group's launch_overhead_s, l2_bandwidth_bytes_per_s, sm_bandwidth_bytes_per_s and per family
-  efficiency, tile_overhead_s, kernel_fixed_s and bandwidth_efficiency.
+  efficiency, tile_overhead_s, kernel_fixed_s, bandwidth_efficiency, k_iter_latency_s,
+  cta_dispatch_s, write_bandwidth_efficiency and unhidden_fraction (LIBRARY_FREE).
 
 The profile (the format ``wavemodel.calibration`` reads) records the datasets, the rows and the
 calibration-set error of each fit under ``"fit"``; an existing ``--out`` for the same GPU keeps the
@@ -46,13 +47,17 @@ from . import add_json_argument, print_json, table
 from .validate import stats_table
 
 GROUPS = ("own", "cublas", "cudnn")
-OWN_FREE = (*fit.FAMILY_PARAMS, "single_block_speedup", "store_bytes_per_s", "overlap", "scalar_store_factor",
-            "channel_traffic_factor", "l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s")
+OWN_FREE = (*fit.FAMILY_PARAMS, "single_block_speedup", "store_bytes_per_s", "unhidden_fraction",
+            "scalar_store_factor", "channel_traffic_factor", "l2_bandwidth_bytes_per_s",
+            "sm_bandwidth_bytes_per_s")
 # the own fit starts each kernel's L2 bandwidth at these multiples of the DRAM bandwidth and keeps the
 # lowest cost: whether the L2 term binds is a switch the local search does not cross (ncu measured
 # about 1.6x on the H100: 5.3 TB/s at 90 % L2 throughput)
 OWN_L2_STARTS = (1.5, 2.25, 3.0)
 OWN_SM_STARTS = (1.5, 2.5, 4.0)       # per-SM ingest starts: these multiples of the DRAM bandwidth / 132
+OWN_INITIAL_UNHIDDEN = 0.5
+LIBRARY_FREE = (*fit.FAMILY_PARAMS, "k_iter_latency_s", "cta_dispatch_s", "write_bandwidth_efficiency",
+                "unhidden_fraction")
 OWN_INITIAL_STORE_BYTES_PER_S = 20e9
 DEFAULT_ITERATIONS = 40
 DEFAULT_BUDGET_S = 300.0
@@ -162,8 +167,9 @@ def fit_group(group: str, rows, gpu: GPUSpec, iterations: int = DEFAULT_ITERATIO
         raise ValueError(f"--backend {group}: the model predicts none of its rows ({'; '.join(skipped)})")
     kept = [r for members, _ in groups for r in members]
     families, unnamed = catalogue_families(group, kept, gpu)
-    free_family = own_free(families) if group == "own" else fit.FAMILY_PARAMS
-    initial = ({f"{f}.store_bytes_per_s": OWN_INITIAL_STORE_BYTES_PER_S for f in families}
+    free_family = own_free(families) if group == "own" else LIBRARY_FREE
+    initial = ({k: v for f in families for k, v in ((f"{f}.store_bytes_per_s", OWN_INITIAL_STORE_BYTES_PER_S),
+                                                     (f"{f}.unhidden_fraction", OWN_INITIAL_UNHIDDEN))}
                if group == "own" else {})
     n_params = (0 if group == "own" else len(fit.GPU_PARAMS)) + sum(
         len(free_family[f]) if isinstance(free_family, dict) else len(free_family) for f in families)
