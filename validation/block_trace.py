@@ -4,9 +4,16 @@ The wave model assumes blocks run in lockstep waves; this records what the hardw
 does (the kernels compiled with -DTRACE_BLOCKS, kernels/trace_blocks.cuh), for shapes on both sides of
 wave boundaries. For each shape: warm-up launches, then ``--repeats`` traced launches back to back.
 
-Usage (on a GPU): PYTHONPATH=. python validation/block_trace.py --out DIR
+Usage (on a GPU): PYTHONPATH=. python validation/block_trace.py --out DIR [--graph 12]
 Writes DIR/block_trace.csv (kernel,m,n,k,repeat,block,sm,start_ns,end_ns; times relative to the
 launch's first block start) and DIR/block_trace_env.json.
+
+``--compare-builds`` instead times the registered and the traced build of simt_f32_128x64 with the
+sweeps' harness (``time_device``) across its first wave boundaries. The traced build is not the same
+program: its end-of-block barrier changes how a partial last wave runs. On the H100 (2026-11-25) it
+ran 14080x272x256 in 91 us where the registered build takes 112 us (full waves agree within 2 us;
+validation/data/h100-sxm/block_trace_builds.txt). The timelines show where and when blocks start;
+how long a tail lasts is the registered kernel's, in the datasets.
 """
 
 from __future__ import annotations
@@ -112,16 +119,51 @@ def trace_graph(kern, fn, m: int, n: int, k: int, launches: int, l2_bytes: int):
     return rows, per_launch_us
 
 
+def compare_builds(name: str = "simt_f32_128x64", m: int = 14080, k: int = 256,
+                   ns=(16, 240, 272, 288, 336, 560)) -> list[str]:
+    """Median device time per call of the registered and the traced build, as the sweeps time them."""
+    import cupy
+
+    from wavemodel.hardware import kernels as K
+    from wavemodel.hardware.timing import time_device
+
+    kern = K.get(name)
+    _, traced = compile_traced(name)
+    registered = kern.compiled()
+    rng = cupy.random.default_rng(0)
+    lines = [f"{name} m={m} k={k}: n, tiles, registered us, traced us (time_device, 4 input sets)"]
+    for n in ns:
+        sets = [_launch_args(kern, m, n, k, rng) for _ in range(4)]
+        grid = sets[0][0]
+        blocks = grid[0] * grid[1] * grid[2]
+        trace = cupy.zeros(3 * blocks, dtype=cupy.uint64)
+
+        def launch(fn, extra, grid=grid, sets=sets):
+            return lambda i: fn(grid, (kern.threads, 1, 1), (*sets[i % 4][1], *extra),
+                                shared_mem=kern.dynamic_smem_bytes)
+        t_reg = time_device(launch(registered, ()), framework="cupy", rotate=4, budget_s=0.05)
+        t_tr = time_device(launch(traced, (trace,)), framework="cupy", rotate=4, budget_s=0.05)
+        lines.append(f"{n} {blocks} {t_reg.median_us:.1f} {t_tr.median_us:.1f}")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", required=True, help="folder for block_trace.csv")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--compare-builds", action="store_true",
+                    help="time the registered against the traced build instead (block_trace_builds.txt)")
     ap.add_argument("--graph", type=int, default=0, metavar="LAUNCHES",
                     help="trace LAUNCHES back-to-back launches in a CUDA graph with rotated inputs instead")
     args = ap.parse_args()
     from wavemodel.hardware.device import write_environment
 
     os.makedirs(args.out, exist_ok=True)
+    if args.compare_builds:
+        with open(os.path.join(args.out, "block_trace_builds.txt"), "w") as f:
+            f.write("\n".join(compare_builds()) + "\n")
+        return 0
     import cupy
 
     l2_bytes = cupy.cuda.Device().attributes["L2CacheSize"]
