@@ -311,6 +311,9 @@ CASES = [
     (dataclasses.replace(CLUSTER_2X2, name="t_cl22_store", store_bytes_per_s=50e9), H100,
      dict(m=200, n=3000, k=2048), "bf16", 3),
     (OVERLAP, H100, dict(m=700, n=3000, k=512), "fp16", 3),                  # memory adds in places
+    # a late block after a full wave runs slower than a lone block of a first wave
+    (dataclasses.replace(BPS2_FAST_ALONE, name="t_bps2_tail", tail_block_speedup=1.2), H100,
+     dict(m=1500, n=2500, k=2048), "bf16", 2),
     (SIMT_SCALAR, H100, dict(m=2048, n=2051, k=1023), "fp32", 1),            # element-wise C stores
     # math and streams overlapping only in part
     (dataclasses.replace(NARROW, name="t_narrow_unhidden", unhidden_fraction=0.3), H100,

@@ -46,6 +46,7 @@ class KernelConfig:
     tile_overhead_s: float = 0.5e-6    # per tile on the busiest SM: prologue, pipeline fill, epilogue
     kernel_fixed_s: float = 2.5e-6     # per kernel: launch in a graph, start-up and drain
     single_block_speedup: float = 1.0  # how much faster a block runs alone on an SM than among bps blocks
+    tail_block_speedup: float = 0.0    # that speedup in the last wave after a full one (0: the same)
     bandwidth_efficiency: float = 0.85  # fraction of DRAM bandwidth the kernel's streams reach
     write_bandwidth_efficiency: float = 0.0  # that fraction for its C writes (0: as bandwidth_efficiency)
     store_bytes_per_s: float = 0.0     # one SM's epilogue store rate for C (0: the epilogue is free)
@@ -96,6 +97,8 @@ class KernelConfig:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
         if not isinstance(self.extra_kernels, int) or self.extra_kernels < 0:
             raise ValueError(f"extra_kernels: must be an integer >= 0, got {self.extra_kernels!r}")
+        if self.tail_block_speedup and self.tail_block_speedup < 1:
+            raise ValueError(f"tail_block_speedup: must be 0 or >= 1, got {self.tail_block_speedup!r}")
         if self.single_block_speedup < 1:
             raise ValueError(f"single_block_speedup: must be >= 1, got {self.single_block_speedup!r}")
         bad = [d for d in self.dtypes if d not in DTYPES]

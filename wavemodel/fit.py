@@ -26,7 +26,7 @@ BOUNDS = {   # physical ranges: a fit that leaves them is a model error, not a r
     "launch_overhead_s": (1e-7, 2e-5), "l2_bandwidth_bytes_per_s": (1e11, 1e14),
     "sm_bandwidth_bytes_per_s": (1e9, 1e12), "efficiency": (0.02, 1.0), "tile_overhead_s": (1e-9, 2e-5),
     "kernel_fixed_s": (1e-7, 2e-5), "bandwidth_efficiency": (0.2, 1.0),
-    "single_block_speedup": (1.0, 8.0), "store_bytes_per_s": (1e9, 1e13),
+    "single_block_speedup": (1.0, 8.0), "tail_block_speedup": (1.0, 8.0), "store_bytes_per_s": (1e9, 1e13),
     "k_iter_latency_s": (1e-10, 2e-6), "cta_dispatch_s": (1e-12, 1e-7),
     "write_bandwidth_efficiency": (0.1, 1.0), "unhidden_fraction": (1e-3, 1.0),
     "channel_traffic_factor": (1.0, 3.0), "scalar_store_factor": (1.0, 8.0),
@@ -88,7 +88,8 @@ def fit_profile(groups: Sequence[Group], gpu: GPUSpec, backend, *, families: Seq
                              sm_bandwidth_bytes_per_s=2.5 * bw / gpu.sm_count)
     initial = initial or {}
     defaults = {"efficiency": 0.7, "tile_overhead_s": 0.5e-6, "kernel_fixed_s": 2.5e-6,
-                "bandwidth_efficiency": 0.85, "single_block_speedup": 1.5, "store_bytes_per_s": 50e9,
+                "bandwidth_efficiency": 0.85, "single_block_speedup": 1.5, "tail_block_speedup": 1.2,
+                "store_bytes_per_s": 50e9,
                 "k_iter_latency_s": 5e-8, "cta_dispatch_s": 2e-9, "write_bandwidth_efficiency": 0.6,
                 "unhidden_fraction": 0.1, "scalar_store_factor": 1.5, "channel_traffic_factor": 1.5,
                 "l2_bandwidth_bytes_per_s": start.l2_bandwidth_bytes_per_s,     # a family's own

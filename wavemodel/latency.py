@@ -214,6 +214,9 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     alone = bps / min(cfg.single_block_speedup, bps)        # a lone block's time, in t_tile units
     busiest = full_waves * bps + tail_bps                   # tiles on the busiest SM
     tail_slots = tail_bps if alone <= 1 else np.maximum(tail_bps, alone)
+    if cfg.tail_block_speedup:  # after a full wave the last wave's blocks share SMs with its stragglers
+        after_full = np.maximum(tail_bps, bps / min(cfg.tail_block_speedup, bps))
+        tail_slots = np.where(full_waves > 0, after_full, tail_slots)
     if cfg.k_iter_latency_s:    # no wave's main loop is shorter than k_iters round trips of one CTA
         lat = cfg.k_iter_latency_s
         compute = k_iters * (full_waves * max(bps * t_iter, lat) + np.maximum(tail_slots * t_iter, lat))

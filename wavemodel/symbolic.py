@@ -10,6 +10,7 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
     busiest   = (waves - 1) * bps + tail_bps                              # tiles on the busiest SM
     k_iters   = ceiling(k / (split_k * tile_k))
     C         = t_iter * k_iters * ((waves - 1) * bps + Max(tail_bps, bps / min(speedup, bps)))
+                (speedup: single_block_speedup, or tail_block_speedup where set and waves > 1)
                 + busiest * tile_overhead + E                               # wave-quantised compute
                 (with a k_iter_latency: each wave's math at least k_iters * k_iter_latency)
     E         = busiest * Min(tile_m, m) * Min(tile_n, n) * out_bytes * s / store_rate   # epilogue
@@ -158,6 +159,8 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
     t_iter = sp.Float(2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency))
     lone = sp.Float(bps / min(cfg.single_block_speedup, bps))
+    if cfg.tail_block_speedup:    # after a full wave a late block runs beside the wave's stragglers
+        lone = sp.Piecewise((sp.Float(bps / min(cfg.tail_block_speedup, bps)), waves > 1), (lone, True))
     t_tile = t_iter * k_iters
     if cfg.k_iter_latency_s:      # no wave shorter than k_iters round trips of one CTA
         floor = k_iters * sp.Float(cfg.k_iter_latency_s)
