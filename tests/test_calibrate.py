@@ -27,7 +27,8 @@ needs_own = pytest.mark.skipif(KERNEL is None, reason="needs one of our GEMM ker
 # unhidden_fraction trades off against efficiency: 1000 calibration rows pin both (300 left it 2 % off)
 FAMILY_TRUTH = dict(efficiency=0.55, tile_overhead_s=0.8e-6, kernel_fixed_s=2.2e-6, bandwidth_efficiency=0.8,
                     single_block_speedup=1.3, tail_block_speedup=1.1, store_bytes_per_s=30e9,
-                    unhidden_fraction=0.4, l2_bandwidth_bytes_per_s=8e12, sm_bandwidth_bytes_per_s=60e9)
+                    unhidden_fraction=0.4, l2_bandwidth_bytes_per_s=8e12, sm_bandwidth_bytes_per_s=60e9,
+                    cta_dispatch_s=10e-9)
 
 
 def run(argv, capsys):

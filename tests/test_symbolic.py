@@ -107,9 +107,15 @@ def brute_steps(dims: dict, cfg, gpu, free: str, lo: int, hi: int, dtype="fp16",
     comp, mem = (np.asarray(v, dtype=float) for v in (p.compute_s, p.memory_s))
     g = wm.Gemm(**(dims | {free: x}), batch=batch, dtype=dtype)
     dram = dram_s(g, cfg, gpu)
-    u = calibration.profile_for(gpu, cfg.name).apply(cfg).unhidden_fraction
+    profile = calibration.profile_for(gpu, cfg.name)
+    applied = profile.apply(cfg)
+    u = applied.unhidden_fraction
     busy = np.maximum(comp[1:], mem[1:]) + u * np.minimum(comp[1:], mem[1:])
     jump = busy - held_from_before(comp, mem, dram, epilogue_growth(p, g, cfg, gpu), u)
+    # the fixed part's quantised pieces: a persistent kernel's memset and the first wave's CTA cost
+    t = config_latency(g, applied, gpu, profile)
+    memset, dispatch = (np.broadcast_to(t[key], x.shape) for key in ("memset_s", "dispatch_s"))
+    jump = jump + (memset[1:] - memset[:-1]) + (dispatch[1:] - dispatch[:-1])
     return [int(v) for v in x[1:][jump > 1e-9 * np.maximum(comp[1:], mem[1:])]]
 
 

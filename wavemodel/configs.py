@@ -52,7 +52,7 @@ class KernelConfig:
     store_bytes_per_s: float = 0.0     # one SM's epilogue store rate for C (0: the epilogue is free)
     unhidden_fraction: float = 0.0     # share of the shorter of math and memory not hidden under the other
     k_iter_latency_s: float = 0.0      # one CTA's shortest main-loop iteration, however idle its SM (0: none)
-    cta_dispatch_s: float = 0.0        # per CTA of the first wave: the GPU's block dispatch (0: free)
+    cta_dispatch_s: float = 0.0        # per CTA of the first wave: start-up under contention (0: free)
     scalar_store_factor: float = 1.0   # epilogue slowdown where C's rows are not 16-byte aligned
     channel_traffic_factor: float = 1.0  # conv: L2 -> SM traffic multiplier where C is off 32-byte sectors
     l2_bandwidth_bytes_per_s: float = 0.0  # what this kernel's loads draw out of L2 (0: the profile's)

@@ -48,7 +48,7 @@ from .validate import stats_table
 
 GROUPS = ("own", "cublas", "cudnn")
 OWN_FREE = (*fit.FAMILY_PARAMS, "single_block_speedup", "tail_block_speedup", "store_bytes_per_s",
-            "unhidden_fraction",
+            "unhidden_fraction", "cta_dispatch_s",
             "scalar_store_factor", "channel_traffic_factor", "l2_bandwidth_bytes_per_s",
             "sm_bandwidth_bytes_per_s")
 # the own fit starts each kernel's L2 bandwidth at these multiples of the DRAM bandwidth and keeps the
