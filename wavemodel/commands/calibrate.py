@@ -9,8 +9,9 @@ CSVs in DIR with ``wavemodel.fit.fit_profile``, one fit per backend group of the
 - ``own``: every one of our kernels is its own family (its catalogue ``family``, the kernel's name)
   and shares nothing with the others, so each is fitted alone (``fit_own``). Free per family: the
   L2 and per-SM bandwidths its loads reach, efficiency, tile_overhead_s, kernel_fixed_s,
-  bandwidth_efficiency, single_block_speedup, store_bytes_per_s (started at 20e9), unhidden_fraction
-  (started at 0.5), and scalar_store_factor (kernels that take rows of C that are not 16-byte
+  bandwidth_efficiency, write_bandwidth_efficiency, single_block_speedup, tail_block_speedup,
+  cta_dispatch_s, store_bytes_per_s (started at 20e9), unhidden_fraction (started at 0.5), and
+  scalar_store_factor (kernels that take rows of C that are not 16-byte
   aligned) or channel_traffic_factor (convolutions); fitted from every pair of OWN_L2_STARTS x
   OWN_SM_STARTS, keeping the lowest cost;
 - ``cublas`` / ``cudnn``: the families of the library's catalogue for the dtypes in the data; free:
@@ -48,7 +49,7 @@ from .validate import stats_table
 
 GROUPS = ("own", "cublas", "cudnn")
 OWN_FREE = (*fit.FAMILY_PARAMS, "single_block_speedup", "tail_block_speedup", "store_bytes_per_s",
-            "unhidden_fraction", "cta_dispatch_s",
+            "unhidden_fraction", "cta_dispatch_s", "write_bandwidth_efficiency",
             "scalar_store_factor", "channel_traffic_factor", "l2_bandwidth_bytes_per_s",
             "sm_bandwidth_bytes_per_s")
 # the own fit starts each kernel's L2 bandwidth at these multiples of the DRAM bandwidth and keeps the
