@@ -52,8 +52,8 @@ def family_of(k: KernelName, klass: Klass, name: str) -> str:
         return "xmma_conv_sm90" if name.startswith("sm90") else "xmma_conv_sm80"
     if k.family == "cutlass_conv":
         return "cutlass_conv"
-    if k.math == "simt":
-        return "simt_f32"
+    if k.math == "simt":      # the fallbacks cuBLAS runs on misaligned operands fit apart
+        return "simt_f32" if klass.aligned else "simt_f32_any"
     if klass.dtypes == ("tf32",):
         return "tf32_sm90" if name.startswith("sm90") else "tf32_sm80"
     return "cutlass_fallback" if not klass.aligned else k.family
