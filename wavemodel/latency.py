@@ -193,7 +193,8 @@ class _Shared:
             tm = np.ceil(np.divide(self.m, x, out=x), out=x)         # rows per tile, to the granule
             if gran > 1:
                 np.multiply(np.ceil(np.divide(tm, gran, out=tm), out=tm), gran, out=tm)
-            np.minimum(tm, cfg.tile_m, out=tm)
+            if cfg.tile_m % gran:         # at most ceil(m / tiles of tile_m) <= tile_m rows before rounding
+                np.minimum(tm, cfg.tile_m, out=tm)
             tiles_m = np.divide(self.m, tm, out=np.empty(tm.shape))
             np.ceil(tiles_m, out=tiles_m)
             if cm > 1:
@@ -258,7 +259,8 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     tail_slots = tail_bps if alone <= 1 else np.maximum(tail_bps, alone)
     if cfg.k_iter_latency_s:    # no wave's main loop is shorter than k_iters round trips of one CTA
         lat = cfg.k_iter_latency_s
-        per_wave = np.maximum(bps * t_iter, lat)     # t_iter: an array where the tile is problem-sized
+        per_wave = np.maximum(bps * t_iter if bps != 1 else t_iter, lat)   # t_iter: an array where
+        #                                                                         the tile is problem-sized
         compute = k_iters * (full_waves * per_wave + np.maximum(tail_slots * t_iter, lat))
     else:                       # t_tile = k_iters * t_iter per slot of the busiest SM
         compute = k_iters * (t_iter * (full_waves * bps + tail_slots))
@@ -272,12 +274,20 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
         compute = compute + busiest * valid / cfg.store_bytes_per_s
 
     dram = sh.dram_s(cfg, gpu)
-    from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, tm, tn)
     factor = panel_traffic_factor(cfg, sh.shape, g.dtype)
-    if np.ndim(factor) or factor != 1:
-        from_l2, into_sm = from_l2 * factor, into_sm * factor
-    l2 = tiles * k_iters * (from_l2 / profile.l2_bandwidth(gpu, cfg))
-    ingest = busiest * k_iters * (into_sm / profile.sm_bandwidth(gpu, cfg))
+    l2_bw, sm_bw = profile.l2_bandwidth(gpu, cfg), profile.sm_bandwidth(gpu, cfg)
+    if cfg.tile_m_granule and np.ndim(factor) == 0:   # affine in the problem-sized tm: two passes each
+        row_l2, row_sm = panel_bytes_per_k_tile(cfg, g.dtype, 1, 0)
+        rest_l2, rest_sm = panel_bytes_per_k_tile(cfg, g.dtype, 0, tn)
+        per_l2 = tm * (row_l2 * factor / l2_bw) + rest_l2 * factor / l2_bw      # seconds per K tile
+        per_sm = tm * (row_sm * factor / sm_bw) + rest_sm * factor / sm_bw
+    else:
+        from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, tm, tn)
+        if np.ndim(factor) or factor != 1:
+            from_l2, into_sm = from_l2 * factor, into_sm * factor
+        per_l2, per_sm = from_l2 / l2_bw, into_sm / sm_bw
+    l2 = tiles * k_iters * per_l2
+    ingest = busiest * k_iters * per_sm
     memory = np.maximum(dram, np.maximum(l2, ingest))
 
     # extra kernels: a split-K reduction; a persistent kernel with more tiles than CTAs first zeroes
