@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -183,3 +185,28 @@ def test_library_prediction_partitions_mixed_convs_like_their_scalar_predictions
         one = wm.predict_latency(wm.Conv2d(n=8, c=int(c[i]), h=28, w=28, k=int(k[i]), r=ri, s=ri,
                                            padding=int(pad[i]), groups=int(groups[i])), H100)
         assert vec.latency_s[i] == one.latency_s and vec.config[i].name == one.config.name
+
+
+# an nvjet-like kernel: one 384-thread block per SM, its M tile sized to the problem in multiples of 8
+FIT = wm.KernelConfig(name="fit", tile_m=256, tile_n=64, tile_k=64, threads=384, regs_per_thread=168,
+                      smem_per_block_bytes=200_000, efficiency=0.8, tile_m_granule=8)
+
+
+def test_a_problem_sized_tile_fills_the_waves_its_largest_tile_needs():
+    # M = 6504, N = 104: 26 x 2 tiles of 256 rows fill one wave of 132 partly; at most 66 tiles along M
+    # fit in it, so 104 rows (the tile cuBLAS ran: nvjet_..._64x104_...) cover M in 63 x 2 = 126 tiles
+    fitted = wm.predict_latency(wm.Gemm(m=6504, n=104, k=1024), H100, backend=FIT)
+    assert (fitted.tiles, fitted.waves) == (126, 1)
+    fixed = dataclasses.replace(FIT, tile_m=104, tile_m_granule=0)
+    assert fitted.latency_s == pytest.approx(wm.predict_latency(wm.Gemm(m=6504, n=104, k=1024), H100,
+                                                                backend=fixed).latency_s, rel=1e-12)
+    # past one wave of the largest tiles (79 x 2 of 256 rows), two full waves: 132 x 2 tiles of 152 rows
+    two = wm.predict_latency(wm.Gemm(m=20000, n=104, k=1024), H100, backend=FIT)
+    assert (two.tiles, two.waves) == (264, 2)
+    # vectorised shapes agree with scalar ones, and a tile never exceeds tile_m
+    m = np.array([8, 100, 6504, 13000, 40000])
+    vec = wm.predict_latency(wm.Gemm(m=m, n=104, k=1024), H100, backend=FIT)
+    for i, mi in enumerate(m):
+        assert vec.latency_s[i] == wm.predict_latency(wm.Gemm(m=int(mi), n=104, k=1024), H100,
+                                                      backend=FIT).latency_s
+    assert np.all(vec.tiles >= 2 * np.ceil(m / 256))

@@ -10,6 +10,7 @@ with, per class and family, the most frequent configurations, each split family 
 frequent split factors.
 
 Usage: PYTHONPATH=. python validation/build_catalogue.py --backend cublas DATA.csv [...] [--top 24]
+       [--fit-tile-m 8]
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def family_of(k: KernelName, klass: Klass, name: str) -> str:
         return "xmma_conv_sm90" if name.startswith("sm90") else "xmma_conv_sm80"
     if k.family == "cutlass_conv":
         return "cutlass_conv"
-    if k.math == "simt":
-        return "simt_f32"
+    if k.math == "simt":      # the fallbacks cuBLAS runs on misaligned operands fit apart
+        return "simt_f32" if klass.aligned else "simt_f32_any"
     if klass.dtypes == ("tf32",):
         return "tf32_sm90" if name.startswith("sm90") else "tf32_sm80"
     return "cutlass_fallback" if not klass.aligned else k.family
@@ -140,7 +141,7 @@ def collect(paths, conv: bool, only_set: str | None = "calibration"):
     return counts, launches, splits, names
 
 
-def config_toml(key, name, geometry, split, count, variant: int = 0) -> str:
+def config_toml(key, name, geometry, split, count, variant: int = 0, fit_tile_m: int = 0) -> str:
     klass, fam, tm, tn, tk, stages, cm, cn, math_unit, align = key
     threads, regs, smem = geometry
     persistent = fam.startswith("nvjet") or name.startswith("sm90")
@@ -160,12 +161,14 @@ def config_toml(key, name, geometry, split, count, variant: int = 0) -> str:
         f"alignment_elements = {need}", f"persistent = {'true' if persistent else 'false'}",
         f"only_misaligned = {'true' if (not klass.aligned and klass.dtypes != ('fp32',)) else 'false'}",
         f"plain_gemm_only = {'true' if plain else 'false'}",
+        # nvjet sizes its M tile to the problem (multiples of 8 up to its largest): the model sizes it
+        *([f"tile_m_granule = {fit_tile_m}"] if fit_tile_m and fam.startswith("nvjet") else []),
         f'source = "{name[:120]}"', "",
     ])
 
 
 def build(paths, backend: str, top: int, top_split: int = 6, splits_per_tile: int = 4,
-          only_set: str | None = "calibration") -> str:
+          only_set: str | None = "calibration", fit_tile_m: int = 0) -> str:
     conv = backend == "cudnn"
     counts, launches, splits, names = collect(paths, conv, only_set)
     by_class = collections.defaultdict(list)
@@ -211,12 +214,13 @@ def build(paths, backend: str, top: int, top_split: int = 6, splits_per_tile: in
         split_keys = [k for k in ranked if split_calls[k]][:top_split]
         for c, key in kept:
             geometry = launches[key].most_common(1)[0][0] if launches[key] else (256, 128, 49152)
-            out.append(config_toml(key, names[key], geometry, 1, c, variants[key]))
+            out.append(config_toml(key, names[key], geometry, 1, c, variants[key], fit_tile_m))
             total += 1
         for key in split_keys:
             geometry = launches[key].most_common(1)[0][0] if launches[key] else (256, 128, 49152)
             for s in common_splits:
-                out.append(config_toml(key, names[key], geometry, s, splits[key].get(s, 0), variants[key]))
+                out.append(config_toml(key, names[key], geometry, s, splits[key].get(s, 0), variants[key],
+                                       fit_tile_m))
                 total += 1
     out.insert(6, f"# {total} configurations")
     return "\n".join(out)
@@ -229,9 +233,12 @@ def main() -> int:
     ap.add_argument("--top", type=int, default=24, help="configurations kept per class and family")
     ap.add_argument("--top-split", type=int, default=6, help="of those, how many also get split-K variants")
     ap.add_argument("--splits", type=int, default=4, help="split factors per split-K tile (most frequent)")
+    ap.add_argument("--fit-tile-m", type=int, default=0, metavar="GRANULE",
+                    help="nvjet configurations size their M tile to the problem in multiples of GRANULE, "
+                         "filling whole waves (tile_m_granule; 0: the tile as seen)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    text = build(args.data, args.backend, args.top, args.top_split, args.splits)
+    text = build(args.data, args.backend, args.top, args.top_split, args.splits, fit_tile_m=args.fit_tile_m)
     out = args.out or f"wavemodel/data/configs/{args.backend}_sm90.toml"
     Path(out).write_text(text)
     print(f"wrote {out}")

@@ -57,6 +57,8 @@ class KernelConfig:
     channel_traffic_factor: float = 1.0  # conv: L2 -> SM traffic multiplier where C is off 32-byte sectors
     l2_bandwidth_bytes_per_s: float = 0.0  # what this kernel's loads draw out of L2 (0: the profile's)
     sm_bandwidth_bytes_per_s: float = 0.0  # ... and into one SM (0: the profile's)
+    tile_m_granule: int = 0            # problem-sized M tile (0: off): per shape the smallest multiple of
+    #                                    this, at most tile_m, filling the waves tile_m's tiles need (nvjet)
     extra_kernels: int = 0             # kernels launched beside the main one every call (e.g. a memset)
     kind: str = "gemm"                 # "gemm" or "conv" (implicit GEMM)
     family: str = ""                   # calibration group: configurations of a family share parameters
@@ -95,6 +97,10 @@ class KernelConfig:
         for name in ("tile_overhead_s", "kernel_fixed_s", "k_iter_latency_s", "cta_dispatch_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
+        for name in ("tile_m_granule",):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{name}: must be an integer >= 0, got {v!r}")
         if not isinstance(self.extra_kernels, int) or self.extra_kernels < 0:
             raise ValueError(f"extra_kernels: must be an integer >= 0, got {self.extra_kernels!r}")
         if self.tail_block_speedup and self.tail_block_speedup < 1:

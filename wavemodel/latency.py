@@ -39,6 +39,13 @@ For one kernel configuration the time of a call is
   k_iter_latency_s``: a CTA's main-loop iteration (TMA load, MMA, barrier hand-off) has a latency that
   a lightly loaded SM cannot hide, whatever the tile's FLOPs (small tiles, single-wave long-K calls).
 
+- where a configuration's ``tile_m_granule`` is set (cuBLAS's nvjet kernels size their M tile to the
+  problem, in multiples of 8: 104 rows for M = 6504, N = 104 fill 126 of 132 SMs), ``tile_m`` is the
+  largest M tile and each shape runs the smallest multiple of the granule whose tiles fit in as many
+  waves as ``tile_m``'s would (``w = ceil(tiles / wave_size)`` with ``tile_m``, so at most
+  ``floor(w * wave_size / (batch * tiles_n * split_k))`` tiles along M); the math, the panels and the
+  epilogue are that tile's. A partly filled last wave then runs smaller tiles, not idle SMs.
+
 A library backend evaluates every configuration of its catalogue and runs the one its selection
 rule picks (``select``). Parameters come from the GPU's calibration profile where one ships.
 """
@@ -54,7 +61,7 @@ from .configs import KernelConfig, library_configs, own_kernels
 from .gpus import GPUSpec
 from .gpus import gpu as lookup_gpu
 from .shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES, Conv2d, Gemm, as_shape
-from .waves import waves_of
+from .waves import wave_size, waves_of
 
 BOUNDS = ("compute", "memory", "latency")
 LIBRARY_BACKENDS = ("cublas", "cudnn")
@@ -120,15 +127,18 @@ def dram_bytes(shape: Gemm | Conv2d, split_k: int = 1):
     return total + mn * (8.0 * split_k) if split_k > 1 else total
 
 
-def panel_bytes_per_k_tile(cfg: KernelConfig, dtype: str) -> tuple[float, float]:
+def panel_bytes_per_k_tile(cfg: KernelConfig, dtype: str, tile_m=None, tile_n=None) -> tuple[float, float]:
     """Bytes of A and B panels one tile moves per K tile: (read out of L2, taken into its SM).
 
     The CTAs of a cluster that share a panel get it by TMA multicast from one L2 read: the
     ``cluster_n`` CTAs of a cluster row share their A panel, the ``cluster_m`` of a column their B panel.
     """
     in_b = DTYPE_IN_BYTES[dtype]
-    from_l2 = (cfg.tile_m / cfg.cluster_n + cfg.tile_n / cfg.cluster_m) * cfg.tile_k * in_b
-    return from_l2, float((cfg.tile_m + cfg.tile_n) * cfg.tile_k * in_b)
+    tm = cfg.tile_m if tile_m is None else tile_m    # a problem-sized tile: arrays (one pass each)
+    tn = cfg.tile_n if tile_n is None else tile_n
+    per_row = cfg.tile_k * in_b
+    from_l2 = tm * (per_row / cfg.cluster_n) + tn * (per_row / cfg.cluster_m)
+    return from_l2, tm * float(per_row) + tn * per_row
 
 
 SECTOR_BYTES = 32     # the unit the L2 moves to and from the SMs
@@ -168,6 +178,35 @@ class _Shared:
         x = getattr(self, dim)
         return self.memo((dim, tile, cluster), lambda: np.ceil(np.ceil(x / tile) / cluster) * cluster)
 
+    def wave_fitted_tile_m(self, cfg: KernelConfig, size: int):
+        """A problem-sized ``tile_m``: the smallest multiple of ``cfg.tile_m_granule`` (at most
+        ``tile_m``) whose tiles fit in as many waves of ``size`` CTAs as ``tile_m``'s need; and its
+        tile count along M (float arrays)."""
+        def make():     # in place on one buffer: each pass over a million shapes costs
+            per_m = self.tiles("n", cfg.tile_n, cfg.cluster_n)       # CTAs per tile along M
+            if self.batch.ndim or self.batch != 1 or cfg.split_k != 1:
+                per_m = per_m * (self.batch * cfg.split_k)
+            cm, gran = cfg.cluster_m, cfg.tile_m_granule
+            tiles = self.tiles("m", cfg.tile_m, cm)
+            x = np.multiply(tiles, per_m, out=np.empty(np.broadcast(tiles, per_m).shape))  # its CTAs
+            np.ceil(np.divide(x, size, out=x), out=x)                # its waves, w
+            np.floor(np.divide(np.multiply(x, size, out=x), per_m, out=x), out=x)   # tiles along M they hold
+            if cm > 1:
+                np.multiply(np.floor(np.divide(x, cm, out=x), out=x), cm, out=x)
+            tm = np.ceil(np.divide(self.m, x, out=x), out=x)         # rows per tile, to the granule
+            if gran > 1:
+                np.multiply(np.ceil(np.divide(tm, gran, out=tm), out=tm), gran, out=tm)
+            if cfg.tile_m % gran:         # at most ceil(m / tiles of tile_m) <= tile_m rows before rounding
+                np.minimum(tm, cfg.tile_m, out=tm)
+            tiles_m = np.divide(self.m, tm, out=np.empty(tm.shape))
+            np.ceil(tiles_m, out=tiles_m)
+            if cm > 1:
+                np.multiply(np.ceil(np.divide(tiles_m, cm, out=tiles_m), out=tiles_m), cm, out=tiles_m)
+            return tm, tiles_m
+        key = ("wavefit", cfg.tile_m, cfg.tile_n, cfg.cluster_m, cfg.cluster_n, cfg.split_k,
+               cfg.tile_m_granule, size)
+        return self.memo(key, make)
+
     def k_iters(self, split: int, tile_k: int):
         return self.memo(("k", split, tile_k), lambda: np.ceil(np.ceil(self.k / split) / tile_k))
 
@@ -206,14 +245,18 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     across the configurations of one call.
     """
     sh = shared or _Shared(g, shape if shape is not None else g)
-    ws = waves_of(g.m, g.n, sh.batch, sh.tiles("m", cfg.tile_m, cfg.cluster_m),
-                  sh.tiles("n", cfg.tile_n, cfg.cluster_n), cfg, gpu)
+    if cfg.tile_m_granule:      # a problem-sized tile_m that fills its waves
+        tm, tiles_m = sh.wave_fitted_tile_m(cfg, wave_size(cfg, gpu))
+    else:
+        tm, tiles_m = cfg.tile_m, sh.tiles("m", cfg.tile_m, cfg.cluster_m)
+    tn = cfg.tile_n
+    ws = waves_of(g.m, g.n, sh.batch, tiles_m, sh.tiles("n", cfg.tile_n, cfg.cluster_n), cfg, gpu)
     bps, tiles, waves = ws.blocks_per_sm, ws.tiles, ws.waves
     full_waves = waves - 1
     tail_bps = np.ceil(ws.tail_tiles / gpu.sm_count)
     sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
     k_iters = sh.k_iters(cfg.split_k, cfg.tile_k)
-    t_iter = 2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency)   # one K tile
+    t_iter = tm * (2.0 * tn * cfg.tile_k / (sm_rate * cfg.efficiency))   # one K tile
     alone = bps / min(cfg.single_block_speedup, bps)        # a lone block's time, in t_tile units
     busiest = full_waves * bps + tail_bps                   # tiles on the busiest SM
     tail_slots = tail_bps if alone <= 1 else np.maximum(tail_bps, alone)
@@ -222,24 +265,35 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
         tail_slots = np.where(full_waves > 0, after_full, tail_slots)
     if cfg.k_iter_latency_s:    # no wave's main loop is shorter than k_iters round trips of one CTA
         lat = cfg.k_iter_latency_s
-        compute = k_iters * (full_waves * max(bps * t_iter, lat) + np.maximum(tail_slots * t_iter, lat))
+        per_wave = np.maximum(bps * t_iter if bps != 1 else t_iter, lat)   # t_iter: an array where
+        #                                                                         the tile is problem-sized
+        compute = k_iters * (full_waves * per_wave + np.maximum(tail_slots * t_iter, lat))
     else:                       # t_tile = k_iters * t_iter per slot of the busiest SM
         compute = k_iters * (t_iter * (full_waves * bps + tail_slots))
     if cfg.tile_overhead_s:                                 # each tile pays its prologue and epilogue
         compute = compute + busiest * cfg.tile_overhead_s
     if cfg.store_bytes_per_s:   # each of its tiles stores its valid part of C after its main loop
-        valid = np.minimum(cfg.tile_m, sh.m) * np.minimum(cfg.tile_n, sh.n) * DTYPE_OUT_BYTES[g.dtype]
+        valid = np.minimum(tm, sh.m) * np.minimum(tn, sh.n) * DTYPE_OUT_BYTES[g.dtype]
         if cfg.scalar_store_factor != 1:    # rows of C not 16-byte aligned: element-wise stores
             vector = 16 // DTYPE_OUT_BYTES[g.dtype]
             valid = valid * np.where(sh.n % vector == 0, 1.0, cfg.scalar_store_factor)
         compute = compute + busiest * valid / cfg.store_bytes_per_s
 
     dram = sh.dram_s(cfg, gpu)
-    from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype)
     factor = panel_traffic_factor(cfg, sh.shape, g.dtype)
-    from_l2, into_sm = from_l2 * factor, into_sm * factor
-    l2 = tiles * k_iters * (from_l2 / profile.l2_bandwidth(gpu, cfg))
-    ingest = busiest * k_iters * (into_sm / profile.sm_bandwidth(gpu, cfg))
+    l2_bw, sm_bw = profile.l2_bandwidth(gpu, cfg), profile.sm_bandwidth(gpu, cfg)
+    if cfg.tile_m_granule and np.ndim(factor) == 0:   # affine in the problem-sized tm: two passes each
+        row_l2, row_sm = panel_bytes_per_k_tile(cfg, g.dtype, 1, 0)
+        rest_l2, rest_sm = panel_bytes_per_k_tile(cfg, g.dtype, 0, tn)
+        per_l2 = tm * (row_l2 * factor / l2_bw) + rest_l2 * factor / l2_bw      # seconds per K tile
+        per_sm = tm * (row_sm * factor / sm_bw) + rest_sm * factor / sm_bw
+    else:
+        from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, tm, tn)
+        if np.ndim(factor) or factor != 1:
+            from_l2, into_sm = from_l2 * factor, into_sm * factor
+        per_l2, per_sm = from_l2 / l2_bw, into_sm / sm_bw
+    l2 = tiles * k_iters * per_l2
+    ingest = busiest * k_iters * per_sm
     memory = np.maximum(dram, np.maximum(l2, ingest))
 
     # extra kernels: a split-K reduction; a persistent kernel with more tiles than CTAs first zeroes

@@ -79,7 +79,14 @@ from . import calibration
 from .configs import KernelConfig
 from .gpus import GPUSpec
 from .gpus import gpu as lookup_gpu
-from .latency import candidate_configs, config_latency, panel_bytes_per_k_tile, panel_traffic_factor, select
+from .latency import (
+    _Shared,
+    candidate_configs,
+    config_latency,
+    panel_bytes_per_k_tile,
+    panel_traffic_factor,
+    select,
+)
 from .shapes import DTYPE_OUT_BYTES, Conv2d, Gemm, as_shape
 from .waves import wave_size
 
@@ -149,15 +156,23 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     m, n = ((fixed_dims | {free: d})[x] for x in "mn")              # continuous: the epilogue's valid tile
     bps, size = cfg.occupancy(gpu).blocks_per_sm, wave_size(cfg, gpu)
 
-    tiles_m = cfg.cluster_m * sp.ceiling(m_q / (cfg.tile_m * cfg.cluster_m))
     tiles_n = cfg.cluster_n * sp.ceiling(n_q / (cfg.tile_n * cfg.cluster_n))
+    tiles_m = cfg.cluster_m * sp.ceiling(m_q / (cfg.tile_m * cfg.cluster_m))
+    tm = sp.Integer(cfg.tile_m)
+    if cfg.tile_m_granule:        # a problem-sized tile_m filling as many waves as tile_m's tiles need
+        per_m = g.batch * tiles_n * cfg.split_k
+        w = sp.ceiling(tiles_m * per_m / size)
+        cap = cfg.cluster_m * sp.floor(sp.floor(w * size / per_m) / cfg.cluster_m)
+        gran = cfg.tile_m_granule
+        tm = sp.Min(cfg.tile_m, gran * sp.ceiling(sp.ceiling(m_q / cap) / gran))
+        tiles_m = cfg.cluster_m * sp.ceiling(sp.ceiling(m_q / tm) / cfg.cluster_m)
     tiles = g.batch * tiles_m * tiles_n * cfg.split_k
     waves = sp.ceiling(tiles / size)
     tail_bps = sp.ceiling((tiles - (waves - 1) * size) / gpu.sm_count)
     busiest = (waves - 1) * bps + tail_bps
     k_iters = sp.ceiling(k_q / (cfg.split_k * cfg.tile_k))
     sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
-    t_iter = sp.Float(2.0 * cfg.tile_m * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency))
+    t_iter = sp.Float(2.0 * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency)) * tm
     lone = sp.Float(bps / min(cfg.single_block_speedup, bps))
     if cfg.tail_block_speedup:    # after a full wave a late block runs beside the wave's stragglers
         lone = sp.Piecewise((sp.Float(bps / min(cfg.tail_block_speedup, bps)), waves > 1), (lone, True))
@@ -169,7 +184,7 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
         main = t_tile * ((waves - 1) * bps + sp.Max(tail_bps, lone))
     compute = main + busiest * sp.Float(cfg.tile_overhead_s)
     if cfg.store_bytes_per_s:
-        valid = sp.Min(cfg.tile_m, m) * sp.Min(cfg.tile_n, n)
+        valid = sp.Min(tm, m) * sp.Min(cfg.tile_n, n)
         if cfg.scalar_store_factor != 1:       # element-wise stores where rows of C are misaligned
             vector = 16 // DTYPE_OUT_BYTES[g.dtype]
             valid = valid * sp.Piecewise((1, sp.Eq(sp.Mod(n, vector), 0)),
@@ -178,10 +193,10 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     else:
         epilogue = sp.Integer(0)
     compute = compute + epilogue
-    from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype)
+    from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, tm, cfg.tile_n)
     factor = float(panel_traffic_factor(cfg, shape, g.dtype))   # a conv's C: not the free dimension
-    l2 = tiles * k_iters * sp.Float(factor * from_l2 / profile.l2_bandwidth(gpu, cfg))
-    ingest = busiest * k_iters * sp.Float(factor * into_sm / profile.sm_bandwidth(gpu, cfg))
+    l2 = tiles * k_iters * sp.sympify(factor * from_l2 / profile.l2_bandwidth(gpu, cfg)).evalf()
+    ingest = busiest * k_iters * sp.sympify(factor * into_sm / profile.sm_bandwidth(gpu, cfg)).evalf()
 
     x = np.array([1, 4099, 1 << 20], dtype=np.int64)
     shape_x = at(shape, free, x)
@@ -268,8 +283,23 @@ def _check_range(lo, hi) -> tuple[int, int]:
     return int(lo), int(hi)
 
 
-def boundaries(cfg: KernelConfig, free: str, lo: int, hi: int) -> np.ndarray:
-    """Every ``d`` in ``[max(lo, 2), hi]`` where the tile count (or ``k_iters``) changes."""
+def boundaries(cfg: KernelConfig, free: str, lo: int, hi: int, shape=None, gpu: GPUSpec | None = None
+               ) -> np.ndarray:
+    """Every ``d`` in ``[max(lo, 2), hi]`` where the tile count (or ``k_iters``) changes.
+
+    A problem-sized ``tile_m`` (``tile_m_granule``) changes with ``m`` between the tile boundaries of
+    ``tile_m`` too: for ``free="m"`` its tile and tile counts are computed over the whole range (numpy,
+    the model's own arithmetic) and every ``d`` where one changes is returned (needs ``shape``, ``gpu``).
+    """
+    if free == "m" and cfg.tile_m_granule:
+        x = np.arange(max(lo, 2) - 1, hi + 1)
+        if x.size < 2:
+            return np.zeros(0, dtype=np.int64)
+        g = _gemm(at(shape, "m", x))
+        tm, tiles_m = _Shared(g, g).wave_fitted_tile_m(cfg, wave_size(cfg, gpu))
+        tiles_max = np.ceil(np.ceil(x / cfg.tile_m) / cfg.cluster_m)
+        changed = (np.diff(tm) != 0) | (np.diff(tiles_m) != 0) | (np.diff(tiles_max) != 0)
+        return x[1:][changed].astype(np.int64)
     if free == "k":
         period = cfg.split_k * cfg.tile_k
     else:
@@ -286,7 +316,7 @@ def _pieces(shape, cfg, gpu, free, profile, d: np.ndarray) -> dict:
 
 
 def _step_positions(shape, cfg, gpu, free, lo, hi, profile) -> list[int]:
-    d = boundaries(cfg, free, lo, hi)
+    d = boundaries(cfg, free, lo, hi, shape, gpu)
     if d.size == 0:
         return []
     p = _pieces(shape, cfg, gpu, free, profile, d)
