@@ -14,9 +14,13 @@ import collections
 import sys
 from pathlib import Path
 
+import numpy as np
+
 import wavemodel as wm
+from wavemodel import calibration
 from wavemodel import datasets as D
 from wavemodel.kernel_names import main_kernel
+from wavemodel.latency import config_latency
 
 
 def tile_match(rows, gpu) -> dict[str, tuple[int, int]]:
@@ -26,10 +30,16 @@ def tile_match(rows, gpu) -> dict[str, tuple[int, int]]:
         _, seen = main_kernel(r.kernel, conv=r.kind == "conv")
         if not seen.tile_m:
             continue
-        cfg = wm.predict_latency(D.shape_of([r]), gpu, r.backend).config.ravel()[0]
+        shape = D.shape_of([r])
+        cfg = wm.predict_latency(shape, gpu, r.backend).config.ravel()[0]
+        tile_m = cfg.tile_m
+        if cfg.tile_m_granule:      # the problem-sized M tile the model runs for this shape
+            g = shape.gemm() if isinstance(shape, wm.Conv2d) else shape
+            tile_m = int(np.ravel(config_latency(g, cfg, gpu, calibration.profile_for(gpu, r.backend),
+                                                 shape)["tile_m"])[0])
         fam = D.family_of(r) if r.backend == "cudnn" else f"{D.family_of(r)}_{r.dtype}"
         out[fam][0] += 1
-        out[fam][1] += (cfg.tile_m, cfg.tile_n) == (seen.tile_m, seen.tile_n)
+        out[fam][1] += (tile_m, cfg.tile_n) == (seen.tile_m, seen.tile_n)
     return {k: tuple(v) for k, v in sorted(out.items())}
 
 

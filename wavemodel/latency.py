@@ -311,7 +311,7 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
         busy = busy + cfg.unhidden_fraction * np.minimum(compute, memory)
     return dict(latency_s=fixed + busy, compute_s=compute, memory_s=memory,
                 dram_s=dram, l2_s=l2, ingest_s=ingest, fixed_s=fixed, memset_s=memset, dispatch_s=dispatch,
-                stats=ws)
+                tile_m=tm, stats=ws)
 
 
 def bound_of(compute_s, memory_s, fixed_s) -> np.ndarray | str:
