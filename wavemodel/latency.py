@@ -2,7 +2,7 @@
 
 For one kernel configuration the time of a call is
 
-    kernel_fixed + max(t_compute, t_dram, t_l2) (+ unhidden part) + extra kernels (memset, split-K reduce)
+    kernel_fixed (+ first-wave CTAs) + max(t_compute, t_memory) (+ unhidden part) + extra kernels
 
 (a persistent kernel with more tiles than CTAs launches a memset before it; split-K adds a reduction)
 
@@ -34,11 +34,10 @@ For one kernel configuration the time of a call is
   a full grid finishes later than a few CTAs of the same tile. Our block timelines
   (validation/block_trace.py) show the CTAs themselves all starting within 0.2 us; the cost is in
   their prologues and epilogues competing for the memory system (first-wave 128x256 tiles at K = 48
-  last 7 to 12 us), fitted 4-21 ns per CTA for our kernels and 8 ns for cuBLAS's nvjet.
+  last 7 to 12 us), fitted 4-20 ns per CTA for our kernels and 7 ns for cuBLAS's nvjet.
 - where a family's ``k_iter_latency_s`` is set, no wave's math is shorter than ``k_iters *
   k_iter_latency_s``: a CTA's main-loop iteration (TMA load, MMA, barrier hand-off) has a latency that
   a lightly loaded SM cannot hide, whatever the tile's FLOPs (small tiles, single-wave long-K calls).
-
 - where a configuration's ``tile_m_granule`` is set (cuBLAS's nvjet kernels size their M tile to the
   problem, in multiples of 8: 104 rows for M = 6504, N = 104 fill 126 of 132 SMs), ``tile_m`` is the
   largest M tile and each shape runs the smallest multiple of the granule whose tiles fit in as many
@@ -302,10 +301,9 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     fixed = cfg.kernel_fixed_s + (cfg.extra_kernels + (cfg.split_k > 1)) * profile.launch_overhead_s + memset
     if cfg.split_k > 1:   # the reduction kernel reads the fp32 partials and writes C
         fixed = fixed + sh.reduce_s(cfg, gpu)
-    # the block scheduler hands out the first wave's CTAs one after another
+    # each CTA of the first wave adds its start-up under contention (module docstring)
     dispatch = np.minimum(tiles, ws.wave_size) * cfg.cta_dispatch_s if cfg.cta_dispatch_s else 0.0
-    if cfg.cta_dispatch_s:
-        fixed = fixed + dispatch
+    fixed = fixed + dispatch
     busy = np.maximum(compute, memory)
     if cfg.unhidden_fraction:   # the pipeline hides only part of the shorter stream under the longer
         busy = busy + cfg.unhidden_fraction * np.minimum(compute, memory)

@@ -203,11 +203,10 @@ def fit_own(groups, gpu: GPUSpec, families, initial: dict, free_family: dict,
     """Our kernels share no parameter (each has its own bandwidths), so each family is fitted alone,
     from each pair of OWN_L2_STARTS x OWN_SM_STARTS, keeping its lowest-cost fit; the families'
     profiles are then merged."""
-    own = own_kernels()
     bw = gpu.dram_bandwidth_bytes_per_s
     merged, params, iters, cost = {}, {}, 0, 0.0
     for fam in families:
-        mine = [g for g in groups if (own[g.backend].family or g.backend) == fam]
+        mine = [g for g in groups if _family_of_config("own", g.backend, gpu, "") == fam]
         fits = [fit.fit_profile(mine, gpu, None, families=[fam], free_gpu=(), free_family=free_family,
                                 iterations=iterations,
                                 initial=initial | {f"{fam}.l2_bandwidth_bytes_per_s": f * bw,
