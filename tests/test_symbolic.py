@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import wavemodel as wm
-from wavemodel import calibration, symbolic
+from wavemodel import calibration, latency, symbolic
 from wavemodel.configs import own_kernels
 from wavemodel.latency import config_latency, dram_bytes, select
-from wavemodel.shapes import DTYPE_OUT_BYTES
+from wavemodel.shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES
 from wavemodel.waves import wave_size
 
 H100 = wm.gpu("h100-sxm")      # 132 SMs
@@ -53,6 +53,12 @@ OVERLAP = dataclasses.replace(BPS1, name="t_overlap", unhidden_fraction=0.6, sto
 SIMT_SCALAR = dataclasses.replace(SIMT, name="t_simt_scalar", store_bytes_per_s=25e9, scalar_store_factor=2.5,
                                   unhidden_fraction=0.4)
 
+# a 64x64 SIMT tile in two-warp blocks (8 per SM) loading misaligned operand rows element-wise
+SIMT_LOADS = wm.KernelConfig(name="t_simt_loads", tile_m=64, tile_n=64, tile_k=8, threads=64,
+                             regs_per_thread=128, smem_per_block_bytes=8448, math="simt", dtypes=("fp32",),
+                             efficiency=0.6, store_bytes_per_s=25e9, scalar_store_factor=2.5,
+                             scalar_load_bytes_per_s=3e11, single_block_speedup=2.0, tail_block_speedup=1.3)
+
 
 def sweep(dims: dict, cfg, gpu, free: str, lo: int, hi: int, dtype="fp16", batch=1):
     x = np.arange(lo, hi + 1)
@@ -86,7 +92,8 @@ def epilogue_growth(p, g: wm.Gemm, cfg, gpu):
     """From d - 1 to d: busiest(d - 1) tiles times the growth of one tile's valid outputs, at the store rate.
 
     busiest = (waves - 1) * bps + ceil((tiles - (waves - 1) * wave_size) / sm_count), from the
-    prediction's own tile and wave counts.
+    prediction's own tile and wave counts; a tile's valid outputs are batch * m * n / tiles on average,
+    with tiles held at d - 1.
     """
     cfg = calibration.profile_for(gpu, cfg.name).apply(cfg)
     if not cfg.store_bytes_per_s:
@@ -94,11 +101,38 @@ def epilogue_growth(p, g: wm.Gemm, cfg, gpu):
     waves, tiles = np.asarray(p.waves), np.asarray(p.tiles)
     full = (waves - 1) * np.asarray(p.wave_size)
     busiest = (waves - 1) * np.asarray(p.blocks_per_sm) + -(-(tiles - full) // gpu.sm_count)
-    valid = np.minimum(cfg.tile_m, g.m) * np.minimum(cfg.tile_n, g.n) * DTYPE_OUT_BYTES[g.dtype]
+    outputs = g.batch * np.asarray(g.m, dtype=float) * np.asarray(g.n, dtype=float) * DTYPE_OUT_BYTES[g.dtype]
     vector = 16 // DTYPE_OUT_BYTES[g.dtype]          # element-wise stores where rows of C are misaligned
-    valid = valid * np.where(np.asarray(g.n) % vector == 0, 1.0, cfg.scalar_store_factor)
-    valid = np.broadcast_to(valid, busiest.shape).astype(float)
-    return busiest[:-1] * np.diff(valid) / cfg.store_bytes_per_s
+    outputs = outputs * np.where(np.asarray(g.n) % vector == 0, 1.0, cfg.scalar_store_factor)
+    outputs = np.broadcast_to(outputs, busiest.shape).astype(float)
+    return busiest[:-1] * np.diff(outputs) / tiles[:-1] / cfg.store_bytes_per_s
+
+
+def scalar_load_growth(p, g: wm.Gemm, cfg, gpu):
+    """From d - 1 to d: the main loop's element-wise load time, with every wave quantity held at d - 1
+    and the alignment of K (A's rows) and N (B's rows) at d: k_iters * slots * panel rows * tile_k *
+    in_bytes / scalar_load_bytes_per_s, slots the busiest SM's block slots (the last wave's through
+    its busiest warp scheduler, at least a lone block's). Configurations without a K-iteration floor.
+    """
+    cfg = calibration.profile_for(gpu, cfg.name).apply(cfg)
+    if not cfg.scalar_load_bytes_per_s:
+        return 0.0
+    assert not cfg.k_iter_latency_s
+    waves, tiles = np.asarray(p.waves), np.asarray(p.tiles)
+    bps = cfg.occupancy(gpu).blocks_per_sm
+    tail = -(-(tiles - (waves - 1) * np.asarray(p.wave_size)) // gpu.sm_count)
+    tail = latency.scheduler_slots(tail, cfg, gpu)
+    lone = bps / min(cfg.single_block_speedup, bps)
+    if cfg.tail_block_speedup:
+        lone = np.where(waves > 1, bps / min(cfg.tail_block_speedup, bps), lone)
+    slots = (waves - 1) * bps + np.maximum(tail, lone)
+    k = np.broadcast_to(g.k, tiles.shape)
+    k_iters = -(-k // (cfg.split_k * cfg.tile_k))
+    in_b = DTYPE_IN_BYTES[g.dtype]
+    n = np.broadcast_to(g.n, tiles.shape)
+    rows = cfg.tile_m * (k % (16 // in_b) != 0) + cfg.tile_n * (n % (16 // in_b) != 0)
+    extra = rows * cfg.tile_k * in_b / cfg.scalar_load_bytes_per_s
+    return (k_iters * slots)[:-1] * np.diff(extra)
 
 
 def brute_steps(dims: dict, cfg, gpu, free: str, lo: int, hi: int, dtype="fp16", batch=1) -> list[int]:
@@ -111,7 +145,8 @@ def brute_steps(dims: dict, cfg, gpu, free: str, lo: int, hi: int, dtype="fp16",
     applied = profile.apply(cfg)
     u = applied.unhidden_fraction
     busy = np.maximum(comp[1:], mem[1:]) + u * np.minimum(comp[1:], mem[1:])
-    jump = busy - held_from_before(comp, mem, dram, epilogue_growth(p, g, cfg, gpu), u)
+    growth = epilogue_growth(p, g, cfg, gpu) + scalar_load_growth(p, g, cfg, gpu)
+    jump = busy - held_from_before(comp, mem, dram, growth, u)
     # the fixed part's quantised pieces: a persistent kernel's memset and the first wave's CTA cost
     t = config_latency(g, applied, gpu, profile)
     memset, dispatch = (np.broadcast_to(t[key], x.shape) for key in ("memset_s", "dispatch_s"))
@@ -202,30 +237,59 @@ def test_steps_two_blocks_per_sm_by_hand():
 
 
 def test_epilogue_by_hand():
-    # BPS1 with stores at 20 GB/s, m = 4096 (32 row tiles of 128), n free. A tile's valid outputs are
-    # min(128, 4096) * min(128, n) fp16 values (2 bytes): below n = 128 the one tile per SM (n <= 128:
-    # 32 tiles, one wave, busiest = 1) stores 256 * n bytes, 12.8 ns per column; from n = 128 on a
-    # full tile, 32768 bytes = 1.6384 us per tile on the busiest SM (= waves, one block per SM).
+    # BPS1 with stores at 20 GB/s, m = 4096 (32 row tiles of 128), n free: 32 * ceil(n / 128) tiles.
+    # A tile stores the call's outputs over its tiles on average, 4096 * n / tiles fp16 values
+    # (2 bytes) = 256 * n / ceil(n / 128) bytes: 256 * n below n = 128 (one tile per SM, one wave,
+    # busiest = 1), 12.8 ns per column; 32768 bytes = 1.6384 us per tile on the busiest SM where n
+    # fills its column tiles (n = 512), less where the last column of tiles is narrow (n = 513:
+    # 256 * 513 / 5 bytes, on a busiest SM that now runs 2 tiles).
     dims = dict(m=4096, k=4096)
     assert_compute_bound(dims, STORE, H100, "n", 1, 4300)
     t = symbolic.latency_terms((4096, 1, 4096), STORE, H100, free="n")
     d = t["symbol"]
     for n, busiest in [(1, 1), (100, 1), (128, 1), (512, 1), (513, 2), (4224, 8), (4225, 9), (5000, 10)]:
-        valid_bytes = 128 * min(128, n) * 2
+        valid_bytes = 256 * n / -(-n // 128)
         assert float(t["epilogue_s"].subs(d, n)) == pytest.approx(busiest * valid_bytes / 20e9, rel=1e-12)
         assert int(t["busiest_tiles"].subs(d, n)) == busiest
-    # latency grows by 12.8 ns per column within the first tile: continuous, so no step there
+    # latency grows by 12.8 ns per column within the first tile, 6.4 ns with two column tiles, and
+    # falls where a new column of tiles starts without a new tile on the busiest SM: no step there
     x, p = sweep(dims, STORE, H100, "n", 1, 4300)
     rise = np.diff(p.latency_s)
     np.testing.assert_allclose(rise[:127], 256 / 20e9, rtol=1e-9)      # n = 2..128
-    assert np.all(rise[127:511] == 0)                                   # n = 129..512: flat
+    np.testing.assert_allclose(rise[128:255], 128 / 20e9, rtol=1e-9)   # n = 130..256
+    assert rise[127] < 0 and rise[255] < 0                             # n = 129, 257
     assert steps(dims, STORE, H100, "n", 1, 4300) == WAVES_132_FROM_32
-    # each wave step is the bare config's step plus one full tile's store
+    # each wave step is the bare config's step plus the busiest SM's new tile's average store
     _, q = sweep(dims, BPS1, H100, "n", 1, 4300)
+    busiest = np.asarray(p.waves)       # one block per SM: the busiest SM runs a tile per wave
+    stored = busiest * 256.0 * x / -(-x // 128) / 20e9
     at_steps = np.isin(x[1:], WAVES_132_FROM_32)
-    np.testing.assert_allclose(rise[at_steps], np.diff(q.latency_s)[at_steps] + 32768 / 20e9, rtol=1e-9)
+    np.testing.assert_allclose(rise[at_steps], (np.diff(q.latency_s) + np.diff(stored))[at_steps], rtol=1e-9)
     # in m the same: the valid rows grow below m = 128
     assert steps(dict(n=4096, k=4096), STORE, H100, "m", 1, 4300) == WAVES_132_FROM_32
+
+
+def test_scheduler_quantisation_and_scalar_loads_by_hand():
+    # SIMT_LOADS: 64 threads (2 warps) a block, 8 blocks per SM on the H100: 4 warp schedulers, so the
+    # last wave's j blocks on an SM leave its busiest scheduler ceil(j / 2) warps, the time of
+    # 2 * ceil(j / 2) blocks; a lone block runs 2x faster (4 slots). m = 64: one row of tiles; n = 64 *
+    # tiles, k = 512 (64 K tiles of 8): slots of the busiest SM 4, 4, 4, 4, 6, 6, 8, 8 for j = 1..8.
+    cfg, gpu = SIMT_LOADS, H100
+    assert cfg.occupancy(gpu).blocks_per_sm == 8 and cfg.occupancy(gpu).warps_per_block == 2
+    j = np.arange(1, 9)
+    slots = latency.scheduler_slots(j.astype(float), cfg, gpu)
+    np.testing.assert_array_equal(slots, [2, 2, 4, 4, 6, 6, 8, 8])
+    t_iter = 2 * 64 * 64 * 8 / (gpu.peak_flops("fp32", "simt") / gpu.sm_count * 0.6)
+    for jj, slots in zip(j, [4, 4, 4, 4, 6, 6, 8, 8], strict=True):
+        g = wm.Gemm(m=64, n=64 * 132 * int(jj), k=512, dtype="fp32")
+        t = config_latency(g, cfg, gpu, calibration.UNCALIBRATED)
+        store = jj * (64 * 64 * 4 / 25e9 + cfg.tile_overhead_s)     # each tile's epilogue and overhead
+        assert float(t["compute_s"]) == pytest.approx(64 * slots * t_iter + store, rel=1e-12)
+    # K = 513 (65 K tiles): every K tile also loads A's 64 x 8 panel element-wise, 2048 bytes at 300 GB/s
+    g = wm.Gemm(m=64, n=64 * 132 * 3, k=513, dtype="fp32")
+    t = config_latency(g, cfg, gpu, calibration.UNCALIBRATED)
+    store = 3 * (64 * 64 * 4 / 25e9 + cfg.tile_overhead_s)
+    assert float(t["compute_s"]) == pytest.approx(65 * 4 * (t_iter + 2048 / 3e11) + store, rel=1e-12)
 
 
 def test_steps_cluster_rounding_by_hand():
@@ -321,6 +385,9 @@ CASES = [
     (dataclasses.replace(BPS2_FAST_ALONE, name="t_bps2_tail", tail_block_speedup=1.2), H100,
      dict(m=1500, n=2500, k=2048), "bf16", 2),
     (SIMT_SCALAR, H100, dict(m=2048, n=2051, k=1023), "fp32", 1),            # element-wise C stores
+    # ... and element-wise operand loads where K or N is not a multiple of 4, in two-warp blocks whose
+    # partial waves the warp schedulers quantise
+    (SIMT_LOADS, H100, dict(m=1500, n=2051, k=1023), "fp32", 1),
     # math and streams overlapping only in part
     (dataclasses.replace(NARROW, name="t_narrow_unhidden", unhidden_fraction=0.3), H100,
      dict(m=3000, n=2000, k=512), "fp16", 1),

@@ -4,7 +4,8 @@ A ``KernelConfig`` is what the model needs to know about one kernel: its CTA til
 registers and shared memory (for occupancy), pipeline stages, cluster shape, split-K factor, which
 unit does the math, and the model parameters that calibration fits (``efficiency``,
 ``tile_overhead_s``, ``kernel_fixed_s``, ``single_block_speedup``, ``bandwidth_efficiency``,
-``store_bytes_per_s``, ``scalar_store_factor``, ``unhidden_fraction``, ...: ``FITTED_FIELDS``).
+``store_bytes_per_s``, ``scalar_store_factor``, ``scalar_load_bytes_per_s``, ``unhidden_fraction``, ...:
+``FITTED_FIELDS``).
 Catalogues live in ``data/configs/*.toml``: ``own.toml`` for our kernels (registers as the compiler
 reports them for sm_90) and one file per library and architecture family for cuBLAS / cuDNN.
 """
@@ -54,6 +55,8 @@ class KernelConfig:
     k_iter_latency_s: float = 0.0      # one CTA's shortest main-loop iteration, however idle its SM (0: none)
     cta_dispatch_s: float = 0.0        # per CTA of the first wave: start-up under contention (0: free)
     scalar_store_factor: float = 1.0   # epilogue slowdown where C's rows are not 16-byte aligned
+    scalar_load_bytes_per_s: float = 0.0  # one SM's element-wise operand load rate where A's (K) or
+    #                                    B's (N) rows are not 16-byte aligned (0: loads always vectors)
     channel_traffic_factor: float = 1.0  # conv: L2 -> SM traffic multiplier where C is off 32-byte sectors
     l2_bandwidth_bytes_per_s: float = 0.0  # what this kernel's loads draw out of L2 (0: the profile's)
     sm_bandwidth_bytes_per_s: float = 0.0  # ... and into one SM (0: the profile's)
@@ -82,7 +85,7 @@ class KernelConfig:
             raise ValueError(f"scalar_store_factor: must be >= 1, got {self.scalar_store_factor!r}")
         if self.channel_traffic_factor < 1:
             raise ValueError(f"channel_traffic_factor: must be >= 1, got {self.channel_traffic_factor!r}")
-        for name in ("l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s"):
+        for name in ("l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s", "scalar_load_bytes_per_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
         if self.store_bytes_per_s < 0:

@@ -9,10 +9,17 @@ For one kernel configuration the time of a call is
 - ``t_compute`` is the wave-quantised math time of the busiest SM: every full wave takes ``bps *
   t_tile`` (the SM's ``bps`` resident blocks share its math rate; ``t_tile`` is one tile's
   ``2*tile_m*tile_n*K`` FLOPs, K rounded up to whole K tiles, at ``efficiency`` of the SM's peak),
-  the last, partial wave ``max(j * t_tile, bps * t_tile / single_block_speedup)`` for ``j`` blocks
-  on that SM; each of the busiest SM's tiles adds ``tile_overhead`` (prologue, pipeline fill) and,
-  where a family's ``store_bytes_per_s`` is set, its epilogue: the tile's valid outputs at that rate,
-  ``scalar_store_factor`` times slower where rows of C are not 16-byte aligned (element-wise stores).
+  the last, partial wave ``max(j' * t_tile, bps * t_tile / single_block_speedup)`` for ``j`` blocks
+  on that SM, ``j'`` the blocks its busiest warp scheduler's share is worth (``scheduler_slots``: ``j``
+  itself unless a block has fewer warps than the SM has schedulers, or not a multiple of them: two-warp
+  blocks take as long in threes as in fours); each of the busiest SM's tiles adds ``tile_overhead``
+  (prologue, pipeline fill) and, where a family's ``store_bytes_per_s`` is set, its epilogue: a tile's
+  valid outputs (the call's outputs over its tiles: edge tiles store only their valid part) at that
+  rate, ``scalar_store_factor`` times slower where rows of C are not 16-byte aligned (element-wise
+  stores). Where a family's ``scalar_load_bytes_per_s`` is set, every K tile also costs the bytes of
+  each operand panel whose rows are not 16-byte aligned (A where K, B where N is not a multiple of
+  ``16 / in_bytes``) at that rate: the kernel loads those element-wise, four instructions and their
+  bounds checks for each vector, issued by the schedulers that do the math (``scalar_load_s``).
 - ``t_dram`` is the compulsory DRAM traffic (each operand read once, the output written once, split-K
   partials written and read back; for a convolution the real activation, filter and output tensors)
   at ``bandwidth_efficiency`` of the DRAM bandwidth; where a family's ``write_bandwidth_efficiency``
@@ -51,6 +58,7 @@ rule picks (``select``). Parameters come from the GPU's calibration profile wher
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -235,6 +243,42 @@ class _Shared:
                 gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)))
 
 
+def scheduler_slots(blocks, cfg: KernelConfig, gpu: GPUSpec):
+    """The math time of ``blocks`` resident blocks on one SM, in units of ``1 / bps`` of a full SM's.
+
+    An SM issues from ``warp_schedulers_per_sm`` sub-partitions, each with its own FMA / tensor units,
+    and deals a block's warps to them in turn, so ``j`` blocks of ``w`` warps leave the busiest
+    scheduler ``ceil(j * w / schedulers)`` warps, against ``ceil(bps * w / schedulers)`` for a full
+    SM: ``bps * ceil(j * w / schedulers) / ceil(bps * w / schedulers)`` slots. Blocks of a multiple of
+    the schedulers' warps spread evenly (``j`` slots); simt_f32_64x64's two-warp blocks do not (8 a
+    full SM: 3 blocks take as long as 4, 5 as 6, 7 as 8).
+    """
+    occ = cfg.occupancy(gpu)
+    warps, parts, bps = occ.warps_per_block, gpu.warp_schedulers_per_sm, occ.blocks_per_sm
+    if warps % parts == 0:
+        return blocks
+    return np.ceil(blocks * (warps / parts)) * (bps / math.ceil(bps * warps / parts))
+
+
+def scalar_load_s(sh: _Shared, cfg: KernelConfig, tm, tn, dtype: str):
+    """Extra main-loop time of one K tile where an operand's rows are not 16-byte aligned (0 elsewhere).
+
+    A kernel that loads its A panel (rows of K elements) and B panel (rows of N) as 16-byte vectors
+    where it can falls back to bounds-checked element-wise loads where ``K`` (A) or ``N`` (B) is not a
+    multiple of ``16 / in_bytes``: four load instructions and their checks for each vector, issued by
+    the same schedulers as the math. The misaligned panel's bytes of each K tile cost
+    ``1 / scalar_load_bytes_per_s`` each (one SM's element-wise load rate, fitted).
+    """
+    def make():
+        in_b = DTYPE_IN_BYTES[dtype]
+        vector = 16 // in_b
+        rows = np.where(sh.k % vector != 0, 1.0, 0.0) * tm + np.where(sh.n % vector != 0, 1.0, 0.0) * tn
+        return rows * (cfg.tile_k * in_b / cfg.scalar_load_bytes_per_s)
+    if np.ndim(tm):
+        return make()
+    return sh.memo(("scalar_load", tm, tn, cfg.tile_k, cfg.scalar_load_bytes_per_s, dtype), make)
+
+
 def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibration.Profile,
                    shape: Gemm | Conv2d | None = None, shared: _Shared | None = None) -> dict:
     """Model terms (arrays broadcast over ``g``'s dimensions) for one configuration.
@@ -256,11 +300,14 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
     k_iters = sh.k_iters(cfg.split_k, cfg.tile_k)
     t_iter = tm * (2.0 * tn * cfg.tile_k / (sm_rate * cfg.efficiency))   # one K tile
+    if cfg.scalar_load_bytes_per_s:     # operand rows off 16 bytes: the panel loaded element-wise
+        t_iter = t_iter + scalar_load_s(sh, cfg, tm, tn, g.dtype)
     alone = bps / min(cfg.single_block_speedup, bps)        # a lone block's time, in t_tile units
     busiest = full_waves * bps + tail_bps                   # tiles on the busiest SM
-    tail_slots = tail_bps if alone <= 1 else np.maximum(tail_bps, alone)
+    tail_math = scheduler_slots(tail_bps, cfg, gpu)         # its busiest warp scheduler's share
+    tail_slots = tail_math if alone <= 1 else np.maximum(tail_math, alone)
     if cfg.tail_block_speedup:  # after a full wave the last wave's blocks share SMs with its stragglers
-        after_full = np.maximum(tail_bps, bps / min(cfg.tail_block_speedup, bps))
+        after_full = np.maximum(tail_math, bps / min(cfg.tail_block_speedup, bps))
         tail_slots = np.where(full_waves > 0, after_full, tail_slots)
     if cfg.k_iter_latency_s:    # no wave's main loop is shorter than k_iters round trips of one CTA
         lat = cfg.k_iter_latency_s
@@ -272,7 +319,7 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     if cfg.tile_overhead_s:                                 # each tile pays its prologue and epilogue
         compute = compute + busiest * cfg.tile_overhead_s
     if cfg.store_bytes_per_s:   # each of its tiles stores its valid part of C after its main loop
-        valid = np.minimum(tm, sh.m) * np.minimum(tn, sh.n) * DTYPE_OUT_BYTES[g.dtype]
+        valid = sh.outputs() / tiles * DTYPE_OUT_BYTES[g.dtype]     # on average: edge tiles store less
         if cfg.scalar_store_factor != 1:    # rows of C not 16-byte aligned: element-wise stores
             vector = 16 // DTYPE_OUT_BYTES[g.dtype]
             valid = valid * np.where(sh.n % vector == 0, 1.0, cfg.scalar_store_factor)

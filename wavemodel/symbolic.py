@@ -9,11 +9,15 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
     tail_bps  = ceiling((tiles - (waves - 1) * wave_size) / sm_count)     # busiest SM, last wave
     busiest   = (waves - 1) * bps + tail_bps                              # tiles on the busiest SM
     k_iters   = ceiling(k / (split_k * tile_k))
-    C         = t_iter * k_iters * ((waves - 1) * bps + Max(tail_bps, bps / min(speedup, bps)))
-                (speedup: single_block_speedup, or tail_block_speedup where set and waves > 1)
+    C         = t_iter * k_iters * ((waves - 1) * bps + Max(tail_q, bps / min(speedup, bps)))
+                (speedup: single_block_speedup, or tail_block_speedup where set and waves > 1;
+                tail_q = tail_bps, or where a block's warps are not a multiple of the SM's w schedulers
+                ceiling(tail_bps * warps / w) * bps / ceil(bps * warps / w): the busiest scheduler)
+                (t_iter + where scalar_load_rate is set: (tile_m * [k % v != 0] + tile_n * [n % v != 0])
+                 * tile_k * in_bytes / scalar_load_rate, v = 16 / in_bytes: element-wise operand loads)
                 + busiest * tile_overhead + E                               # wave-quantised compute
                 (with a k_iter_latency: each wave's math at least k_iters * k_iter_latency)
-    E         = busiest * Min(tile_m, m) * Min(tile_n, n) * out_bytes * s / store_rate   # epilogue
+    E         = busiest * batch * m * n / tiles * out_bytes * s / store_rate   # epilogue (mean tile)
                 (s = scalar_store_factor where n % (16 / out_bytes) != 0, else 1: element-wise stores)
     L2        = tiles * panel_bytes * f * k_iters / l2_bandwidth           # A, B panels out of L2
     I         = busiest * panel_bytes * f * k_iters / sm_bandwidth        # (bandwidths: the kernel's own
@@ -34,35 +38,36 @@ line, a third checks it), so the closed form follows the model's byte accounting
 **Quantised and continuous.** ``d`` enters the terms in two ways. The *quantised* quantities
 (``tiles``, ``waves``, ``tail_bps``, ``busiest``, ``k_iters`` and a persistent kernel's memset,
 launched from its second wave on) change only where the tile count (``m``, ``n``) or ``k_iters``
-(``k``) changes. The *continuous* ones are ``D``, ``F``'s affine part and the epilogue's valid tile
-``Min(tile_m, m) * Min(tile_n, n)``, which grows linearly with ``m`` (``n``) up to one tile and is
-constant above it. So ``L2`` and ``I`` are piecewise constant, and ``C`` is too except below one
-tile of the free dimension (``m`` or ``n``, with a store rate), where it is linear. The expressions
+(``k``) changes. The *continuous* ones are ``D``, ``F``'s affine part and the epilogue's mean valid tile
+``batch * m * n / tiles`` (``tiles`` quantised), which grows linearly with ``m`` (``n``) between tile
+boundaries and falls at each. So ``L2`` and ``I`` are piecewise constant, and ``C`` is too in ``k``
+and, with a store rate, linear in ``m`` and ``n`` between boundaries. The expressions
 carry a second symbol ``<d>_held`` (``held_symbol``) that every quantised quantity reads instead of
 ``d``; ``latency_expr`` sets it to ``d``.
 
 **Step.** The *piece that holds at d - 1* is the latency with every quantised quantity at its value
 at ``d - 1`` and every continuous one at ``d`` (``P(d)``, the closed form with ``<d>_held = d - 1``).
 An integer ``d >= 2`` is a *step* when ``latency(d) > P(d)``: a discontinuity. Growth within a piece
-(the DRAM and fixed lines, the epilogue's valid part below one tile) is not a step, and neither is
-the element-wise store factor, which follows ``n``'s alignment, not its tiles (an unaligned ``n``
-runs off the aligned staircase; the alignment is continuous here). The quantised quantities never
-fall as ``d`` grows, so latency is at least ``P(d)``. Without an ``unhidden_fraction``, ``d`` is a
-step exactly when ``S = Max(C, L2, I)`` rises above its held value and exceeds ``D(d)``, or a memset
-starts, or (with a CTA dispatch cost) the first wave gains a CTA: where the DRAM term binds, a
-boundary does not show. With an ``unhidden_fraction`` the shorter term adds, so a rise of ``C``, or
-of ``Max(L2, I)`` above ``D(d)``, is a step even where the other binds. ``step_positions``
-evaluates the closed form and its held piece at the boundaries, whatever the terms.
+(the DRAM and fixed lines, the epilogue's mean valid tile) is not a step, and neither is the
+element-wise store factor and load time, which follow ``n``'s (``k``'s) alignment, not its tiles (an
+unaligned ``n`` runs off the aligned staircase; the alignment is continuous here). The quantised
+quantities never fall as ``d`` grows; where a new tile adds no work to the busiest SM, the mean valid
+tile (and with it the latency) may fall below ``P(d)``: never a step. Without an
+``unhidden_fraction``, ``d`` is a step exactly when ``S = Max(C, L2, I)`` rises above its held value
+and exceeds ``D(d)``, or a memset starts, or (with a CTA dispatch cost) the first wave gains a CTA:
+where the DRAM term binds, a boundary does not show. With an ``unhidden_fraction`` the shorter term
+adds, so a rise of ``C``, or of ``Max(L2, I)`` above ``D(d)``, is a step even where the other binds.
+``step_positions`` evaluates the closed form and its held piece at the boundaries, whatever the terms.
 
 Between tile boundaries every quantised quantity is the same at ``d - 1`` and ``d``, so
 ``latency(d) = P(d)``: steps lie only where the tile count changes, at ``d = q * tile * cluster + 1``
-for ``m`` and ``n``, ``d = q * split_k * tile_k + 1`` for ``k`` (the valid tile saturates before the
-first of these, so at a boundary ``E`` moves only with ``busiest``). Whether ``S`` rises there comes
-from the wave arithmetic: ``busiest`` rises where ``tiles`` crosses a wave (``w * wave_size``) or a
-busiest-SM boundary (``w * wave_size + j * sm_count``, inside a wave when ``bps > 1``), and with it
-``I`` and ``C``'s per-tile overhead and epilogue (``C``'s math only when that block outlasts a lone
-block); ``L2`` rises with every tile. ``step_positions`` evaluates the closed form at those
-boundaries only, never at every ``d``. The wave count does not depend on ``k``: ``k``'s steps are
+for ``m`` and ``n``, ``d = q * split_k * tile_k + 1`` for ``k`` (at a boundary ``E`` moves with
+``busiest`` and ``tiles``). Whether ``S`` rises there comes from the wave arithmetic: ``busiest``
+rises where ``tiles`` crosses a wave (``w * wave_size``) or a busiest-SM boundary (``w * wave_size +
+j * sm_count``, inside a wave when ``bps > 1``), and with it ``I`` and ``C``'s per-tile overhead and
+epilogue (``C``'s math only when that block outlasts a lone block); ``L2`` rises with every tile.
+``step_positions`` evaluates the closed form at those boundaries only, never at every ``d``. The
+wave count does not depend on ``k``: ``k``'s steps are
 K-tile quantization (one more main-loop iteration), not waves.
 """
 
@@ -87,7 +92,7 @@ from .latency import (
     panel_traffic_factor,
     select,
 )
-from .shapes import DTYPE_OUT_BYTES, Conv2d, Gemm, as_shape
+from .shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES, Conv2d, Gemm, as_shape
 from .waves import wave_size
 
 FREE_DIMS = ("m", "n", "k")
@@ -173,18 +178,30 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     k_iters = sp.ceiling(k_q / (cfg.split_k * cfg.tile_k))
     sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
     t_iter = sp.Float(2.0 * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency)) * tm
+    if cfg.scalar_load_bytes_per_s:   # element-wise operand loads where A's (K) or B's (N) rows are
+        vector = 16 // DTYPE_IN_BYTES[g.dtype]      # off 16 bytes: alignment, not tiles (continuous)
+        k = (fixed_dims | {free: d})["k"]
+        rows = tm * sp.Piecewise((0, sp.Eq(sp.Mod(k, vector), 0)), (1, True)) + cfg.tile_n * sp.Piecewise(
+            (0, sp.Eq(sp.Mod(n, vector), 0)), (1, True))
+        t_iter = t_iter + rows * sp.Float(cfg.tile_k * DTYPE_IN_BYTES[g.dtype] / cfg.scalar_load_bytes_per_s)
     lone = sp.Float(bps / min(cfg.single_block_speedup, bps))
     if cfg.tail_block_speedup:    # after a full wave a late block runs beside the wave's stragglers
         lone = sp.Piecewise((sp.Float(bps / min(cfg.tail_block_speedup, bps)), waves > 1), (lone, True))
+    occ = cfg.occupancy(gpu)
+    warps, parts = occ.warps_per_block, gpu.warp_schedulers_per_sm
+    tail_math = tail_bps          # the last wave's busiest warp scheduler, in blocks (scheduler_slots)
+    if warps % parts:
+        tail_math = sp.ceiling(tail_bps * sp.Rational(warps, parts)) * sp.Float(
+            bps / math.ceil(bps * warps / parts))
     t_tile = t_iter * k_iters
     if cfg.k_iter_latency_s:      # no wave shorter than k_iters round trips of one CTA
         floor = k_iters * sp.Float(cfg.k_iter_latency_s)
-        main = (waves - 1) * sp.Max(bps * t_tile, floor) + sp.Max(t_tile * sp.Max(tail_bps, lone), floor)
+        main = (waves - 1) * sp.Max(bps * t_tile, floor) + sp.Max(t_tile * sp.Max(tail_math, lone), floor)
     else:
-        main = t_tile * ((waves - 1) * bps + sp.Max(tail_bps, lone))
+        main = t_tile * ((waves - 1) * bps + sp.Max(tail_math, lone))
     compute = main + busiest * sp.Float(cfg.tile_overhead_s)
-    if cfg.store_bytes_per_s:
-        valid = sp.Min(tm, m) * sp.Min(cfg.tile_n, n)
+    if cfg.store_bytes_per_s:     # a tile's valid outputs on average (edge tiles store less)
+        valid = g.batch * m * n / tiles
         if cfg.scalar_store_factor != 1:       # element-wise stores where rows of C are misaligned
             vector = 16 // DTYPE_OUT_BYTES[g.dtype]
             valid = valid * sp.Piecewise((1, sp.Eq(sp.Mod(n, vector), 0)),
