@@ -260,23 +260,22 @@ def scheduler_slots(blocks, cfg: KernelConfig, gpu: GPUSpec):
     return np.ceil(blocks * (warps / parts)) * (bps / math.ceil(bps * warps / parts))
 
 
-def scalar_load_s(sh: _Shared, cfg: KernelConfig, tm, tn, dtype: str):
+def scalar_load_s(sh: _Shared, cfg: KernelConfig, tiles_m, tiles_n, dtype: str):
     """Extra main-loop time of one K tile where an operand's rows are not 16-byte aligned (0 elsewhere).
 
     A kernel that loads its A panel (rows of K elements) and B panel (rows of N) as 16-byte vectors
     where it can falls back to bounds-checked element-wise loads where ``K`` (A) or ``N`` (B) is not a
     multiple of ``16 / in_bytes``: four load instructions and their checks for each vector, issued by
-    the same schedulers as the math. The misaligned panel's bytes of each K tile cost
-    ``1 / scalar_load_bytes_per_s`` each (one SM's element-wise load rate, fitted).
+    the same schedulers as the math, and none for the rows (A) or columns (B) beyond the problem. The
+    misaligned panel's valid bytes of each K tile (a tile's mean: ``M / tiles_m`` rows of A, ``N /
+    tiles_n`` columns of B) cost ``1 / scalar_load_bytes_per_s`` each (one SM's element-wise load
+    rate, fitted).
     """
-    def make():
-        in_b = DTYPE_IN_BYTES[dtype]
-        vector = 16 // in_b
-        rows = np.where(sh.k % vector != 0, 1.0, 0.0) * tm + np.where(sh.n % vector != 0, 1.0, 0.0) * tn
-        return rows * (cfg.tile_k * in_b / cfg.scalar_load_bytes_per_s)
-    if np.ndim(tm):
-        return make()
-    return sh.memo(("scalar_load", tm, tn, cfg.tile_k, cfg.scalar_load_bytes_per_s, dtype), make)
+    in_b = DTYPE_IN_BYTES[dtype]
+    vector = 16 // in_b
+    rows = np.where(sh.k % vector != 0, 1.0, 0.0) * (sh.m / tiles_m) + np.where(
+        sh.n % vector != 0, 1.0, 0.0) * (sh.n / tiles_n)
+    return rows * (cfg.tile_k * in_b / cfg.scalar_load_bytes_per_s)
 
 
 def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibration.Profile,
@@ -293,7 +292,8 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     else:
         tm, tiles_m = cfg.tile_m, sh.tiles("m", cfg.tile_m, cfg.cluster_m)
     tn = cfg.tile_n
-    ws = waves_of(g.m, g.n, sh.batch, tiles_m, sh.tiles("n", cfg.tile_n, cfg.cluster_n), cfg, gpu)
+    tiles_n = sh.tiles("n", cfg.tile_n, cfg.cluster_n)
+    ws = waves_of(g.m, g.n, sh.batch, tiles_m, tiles_n, cfg, gpu)
     bps, tiles, waves = ws.blocks_per_sm, ws.tiles, ws.waves
     full_waves = waves - 1
     tail_bps = np.ceil(ws.tail_tiles / gpu.sm_count)
@@ -301,7 +301,7 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     k_iters = sh.k_iters(cfg.split_k, cfg.tile_k)
     t_iter = tm * (2.0 * tn * cfg.tile_k / (sm_rate * cfg.efficiency))   # one K tile
     if cfg.scalar_load_bytes_per_s:     # operand rows off 16 bytes: the panel loaded element-wise
-        t_iter = t_iter + scalar_load_s(sh, cfg, tm, tn, g.dtype)
+        t_iter = t_iter + scalar_load_s(sh, cfg, tiles_m, tiles_n, g.dtype)
     alone = bps / min(cfg.single_block_speedup, bps)        # a lone block's time, in t_tile units
     busiest = full_waves * bps + tail_bps                   # tiles on the busiest SM
     tail_math = scheduler_slots(tail_bps, cfg, gpu)         # its busiest warp scheduler's share

@@ -13,8 +13,9 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
                 (speedup: single_block_speedup, or tail_block_speedup where set and waves > 1;
                 tail_q = tail_bps, or where a block's warps are not a multiple of the SM's w schedulers
                 ceiling(tail_bps * warps / w) * bps / ceil(bps * warps / w): the busiest scheduler)
-                (t_iter + where scalar_load_rate is set: (tile_m * [k % v != 0] + tile_n * [n % v != 0])
-                 * tile_k * in_bytes / scalar_load_rate, v = 16 / in_bytes: element-wise operand loads)
+                (t_iter + where scalar_load_rate is set: (m / tiles_m * [k % v != 0] + n / tiles_n *
+                 [n % v != 0]) * tile_k * in_bytes / scalar_load_rate, v = 16 / in_bytes: element-wise
+                 loads of the operand rows that exist; m, n continuous, tiles_m, tiles_n quantised)
                 + busiest * tile_overhead + E                               # wave-quantised compute
                 (with a k_iter_latency: each wave's math at least k_iters * k_iter_latency)
     E         = busiest * batch * m * n / tiles * out_bytes * s / store_rate   # epilogue (mean tile)
@@ -181,8 +182,8 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     if cfg.scalar_load_bytes_per_s:   # element-wise operand loads where A's (K) or B's (N) rows are
         vector = 16 // DTYPE_IN_BYTES[g.dtype]      # off 16 bytes: alignment, not tiles (continuous)
         k = (fixed_dims | {free: d})["k"]
-        rows = tm * sp.Piecewise((0, sp.Eq(sp.Mod(k, vector), 0)), (1, True)) + cfg.tile_n * sp.Piecewise(
-            (0, sp.Eq(sp.Mod(n, vector), 0)), (1, True))
+        rows = m / tiles_m * sp.Piecewise((0, sp.Eq(sp.Mod(k, vector), 0)), (1, True)) + n / tiles_n * (
+            sp.Piecewise((0, sp.Eq(sp.Mod(n, vector), 0)), (1, True)))      # a tile's mean valid rows
         t_iter = t_iter + rows * sp.Float(cfg.tile_k * DTYPE_IN_BYTES[g.dtype] / cfg.scalar_load_bytes_per_s)
     lone = sp.Float(bps / min(cfg.single_block_speedup, bps))
     if cfg.tail_block_speedup:    # after a full wave a late block runs beside the wave's stragglers
