@@ -7,10 +7,14 @@ configuration's threads, registers and shared memory are the ones it launched wi
 what the hardware had); split-K factors are read from the grid: CTAs launched over output tiles,
 capped by the SM count for persistent kernels. Writes ``wavemodel/data/configs/<backend>_sm90.toml``
 with, per class and family, the most frequent configurations, each split family with its most
-frequent split factors.
+frequent split factors, or (``--split-ladder``) CUTLASS / xmma split families with a ladder of
+factors up to the largest seen: cuBLAS sizes their split-K to the shape (2 to 252 on the H100, no one
+rule matching more than about 60 % of the launches), so the selection rule sizes it too.
 
 Usage: PYTHONPATH=. python validation/build_catalogue.py --backend cublas DATA.csv [...] [--top 24]
-       [--fit-tile-m 8]
+       [--fit-tile-m 8] [--split-ladder]
+The shipped H100 catalogue: --top 12 --top-split 3 --splits 3 --fit-tile-m 8 --split-ladder
+on validation/data/h100-sxm/gemm_cublas.csv.
 """
 
 from __future__ import annotations
@@ -167,7 +171,10 @@ def config_toml(key, name, geometry, split, count, variant: int = 0, fit_tile_m:
     ])
 
 
-def build(paths, backend: str, top: int, top_split: int = 6, splits_per_tile: int = 4,
+SPLIT_LADDER = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)   # about x1.5 apart
+
+
+def build(paths, backend: str, top: int, top_split: int = 6, splits_per_tile: int = 4, ladder: bool = False,
           only_set: str | None = "calibration", fit_tile_m: int = 0) -> str:
     conv = backend == "cudnn"
     counts, launches, splits, names = collect(paths, conv, only_set)
@@ -209,6 +216,11 @@ def build(paths, backend: str, top: int, top_split: int = 6, splits_per_tile: in
                 if s > 1:
                     split_family[s] += c
         common_splits = sorted(s for s, _ in split_family.most_common(splits_per_tile))
+        if ladder and split_family and not fam.startswith("nvjet"):
+            # cuBLAS sizes a CUTLASS / xmma kernel's split-K to the shape (2 to 252 seen, no one rule
+            # matching more than ~60 % of the launches): a ladder of factors up to the largest seen
+            # lets the selection rule size it
+            common_splits = [s for s in SPLIT_LADDER if s <= max(split_family)] or common_splits
         split_calls = {key: sum(v for s, v in splits[key].items() if s > 1) for _, key in items}
         ranked = sorted(split_calls, key=lambda k: -split_calls[k])
         split_keys = [k for k in ranked if split_calls[k]][:top_split]
@@ -233,12 +245,16 @@ def main() -> int:
     ap.add_argument("--top", type=int, default=24, help="configurations kept per class and family")
     ap.add_argument("--top-split", type=int, default=6, help="of those, how many also get split-K variants")
     ap.add_argument("--splits", type=int, default=4, help="split factors per split-K tile (most frequent)")
+    ap.add_argument("--split-ladder", action="store_true",
+                    help="non-nvjet split-K tiles get a ladder of factors (2, 3, 4, 6, ... up to the largest "
+                         "seen) instead of the most frequent ones")
     ap.add_argument("--fit-tile-m", type=int, default=0, metavar="GRANULE",
                     help="nvjet configurations size their M tile to the problem in multiples of GRANULE, "
                          "filling whole waves (tile_m_granule; 0: the tile as seen)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    text = build(args.data, args.backend, args.top, args.top_split, args.splits, fit_tile_m=args.fit_tile_m)
+    text = build(args.data, args.backend, args.top, args.top_split, args.splits, args.split_ladder,
+                 fit_tile_m=args.fit_tile_m)
     out = args.out or f"wavemodel/data/configs/{args.backend}_sm90.toml"
     Path(out).write_text(text)
     print(f"wrote {out}")
