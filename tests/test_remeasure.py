@@ -1,0 +1,85 @@
+"""validation/remeasure.py on the CPU: every selected row timed in each window, the median window kept,
+every other row copied unchanged, the header kept."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from validation import remeasure as R  # noqa: E402
+from wavemodel.hardware import calibration_sweep as S  # noqa: E402
+
+
+class FakeRunner:
+    """Window w of a row with m = x measures x * (1, 1.3, 0.9)[w] us."""
+
+    def __init__(self):
+        self.calls = []
+
+    def build(self, job):
+        self.calls.append(job)
+        return job
+
+    def warm(self, call):
+        pass
+
+    def time_call(self, job):
+        factor = (1.0, 1.3, 0.9)[sum(1 for c in self.calls if c == job) - 1]
+        t = job.shape[1] * factor
+        return {"latency_us_median": t, "latency_us_p10": t, "latency_us_p90": t, "reps": 5,
+                "host_overhead_us": 20.0, "launches_per_graph": 100, "rotation_sets": 4}
+
+
+def test_rows_keep_their_median_window_and_others_are_copied(tmp_path):
+    header = S.HEADERS["gemm"]
+    rows = [dict(kernel="k1", backend="own", dtype="fp16", batch=1, m=m, n=64, k=64, latency_us_median=99,
+                 latency_us_p10=99, latency_us_p90=99, reps=3, set="evaluation", group="g", **{"pass": p},
+                 host_overhead_us=1, launches_per_graph=1, rotation_sets=1, kernel_us_cupti="",
+                 kernel_launch="")
+            for m, p in ((10, 1), (20, 1), (10, 2))]
+    rows.append({**rows[0], "backend": "cublas", "kernel": "nvjet_x", "m": 30})
+    data = tmp_path / "gemm_own.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=header)
+        w.writeheader()
+        w.writerows(rows)
+    fake = FakeRunner()
+    out = tmp_path / "out"
+    for part in ("0/2", "1/2"):                             # one row each
+        assert R.main([str(data), "--out", str(out), "--windows", "3", "--part", part], runner=fake) == 0
+    assert len(fake.calls) == 6                             # two own pass-1 rows, three windows each
+    assert R.main([str(data), "--out", str(out), "--windows", "3", "--combine"]) == 0
+    with open(tmp_path / "out" / "gemm_own.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == header
+        got = list(reader)
+    assert [float(r["latency_us_median"]) for r in got] == [10.0, 20.0, 99.0, 99.0]   # median of 10, 13, 9
+    assert [r["set"] for r in got] == ["evaluation"] * 4 and got[3]["backend"] == "cublas"
+    logs = sorted(out.glob("gemm_own_own_windows_part*.csv"))
+    assert len(logs) == 2 and sum(len(p.read_text().splitlines()) - 1 for p in logs) == 6
+
+
+def test_rows_missing_a_window_stay_unchanged(tmp_path):
+    header = S.HEADERS["gemm"]
+    row = dict(kernel="k1", backend="own", dtype="fp16", batch=1, m=10, n=64, k=64, latency_us_median=99,
+               latency_us_p10=99, latency_us_p90=99, reps=3, set="calibration", group="g", **{"pass": 1},
+               host_overhead_us=1, launches_per_graph=1, rotation_sets=1, kernel_us_cupti="",
+               kernel_launch="")
+    data = tmp_path / "gemm_own.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=header)
+        w.writeheader()
+        w.writerow(row)
+    log = tmp_path / "log.csv"
+    log.write_text("row,window," + ",".join(R.TIMING_COLUMNS) + "\n0,0,10,10,10,5,20,100,4\n")
+    assert R.combine(data, [log], "own", 3, tmp_path / "out.csv") == (0, 1)
+    with open(tmp_path / "out.csv", newline="") as f:
+        assert float(next(csv.DictReader(f))["latency_us_median"]) == 99.0
+
+
+def test_median_window_is_robust_to_one_slow_window():
+    ts = [{"latency_us_median": v} for v in (100.0, 128.0, 101.0)]
+    assert R.median_window(ts)["latency_us_median"] == 101.0
