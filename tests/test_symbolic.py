@@ -677,10 +677,11 @@ OWN_CONVS = sorted(n for n, c in own_kernels().items() if c.kind == "conv")
 
 @pytest.mark.skipif(not OWN_CONVS, reason="needs our conv kernels in the catalogue")
 @pytest.mark.parametrize("c", [64, 72])          # 72: channel rows off 32-byte sectors (more L2 traffic)
+@pytest.mark.parametrize("hw", [28, 7])          # 7: a fifth of the taps in the padding (no bytes move)
 @pytest.mark.parametrize("name", OWN_CONVS)
-def test_own_convs_with_the_shipped_profile_equal_the_model(name, c):
+def test_own_convs_with_the_shipped_profile_equal_the_model(name, c, hw):
     cfg = own_kernels()[name]
-    conv = wm.Conv2d(n=8, c=c, h=28, w=28, k=64, r=3, s=3, stride=1, padding=1, dtype="fp16")
+    conv = wm.Conv2d(n=8, c=c, h=hw, w=hw, k=64, r=3, s=3, stride=1, padding=1, dtype="fp16")
     x = np.arange(8, 1200, 8)
     p = wm.predict_latency(dataclasses.replace(conv, k=x), H100, backend=name)
     fn = symbolic.latency_function(conv, cfg, H100, "n")

@@ -210,3 +210,53 @@ def test_a_problem_sized_tile_fills_the_waves_its_largest_tile_needs():
         assert vec.latency_s[i] == wm.predict_latency(wm.Gemm(m=int(mi), n=104, k=1024), H100,
                                                       backend=FIT).latency_s
     assert np.all(vec.tiles >= 2 * np.ceil(m / 256))
+
+
+def brute_valid_taps(conv):
+    """Share of (output pixel, tap) pairs inside the input, counted one pair at a time."""
+    inside = total = 0
+    for p in range(conv.p):
+        for q in range(conv.q):
+            for r in range(conv.r):
+                for s in range(conv.s):
+                    h = p * conv.stride - conv.padding + r * conv.dilation
+                    w = q * conv.stride - conv.padding + s * conv.dilation
+                    inside += 0 <= h < conv.h and 0 <= w < conv.w
+                    total += 1
+    return inside / total
+
+
+@pytest.mark.parametrize("geom", [dict(h=7, w=7, r=3, s=3, padding=1), dict(h=7, w=9, r=3, s=5, padding=2),
+                                  dict(h=14, w=14, r=3, s=3, stride=2, padding=1),
+                                  dict(h=13, w=11, r=7, s=7, stride=2, padding=3),
+                                  dict(h=12, w=12, r=3, s=3, padding=2, dilation=2),
+                                  dict(h=5, w=5, r=3, s=3, padding=4),
+                                  dict(h=56, w=56, r=1, s=1, stride=2), dict(h=28, w=28, r=3, s=3)])
+def test_valid_tap_share_equals_counting_every_pair(geom):
+    from wavemodel.latency import valid_tap_fraction
+    conv = wm.Conv2d(n=2, c=16, k=16, **geom)
+    assert valid_tap_fraction(conv) == pytest.approx(brute_valid_taps(conv), rel=1e-12)
+    # arrays broadcast to the same values
+    many = dataclasses.replace(conv, h=np.array([conv.h, conv.h + 3]))
+    assert valid_tap_fraction(many) == pytest.approx(
+        [brute_valid_taps(conv), brute_valid_taps(dataclasses.replace(conv, h=conv.h + 3))], rel=1e-12)
+    assert valid_tap_fraction(wm.Gemm(m=64, n=64, k=64)) == 1.0
+
+
+def test_padding_taps_that_are_zero_filled_move_no_panel_bytes():
+    from wavemodel.calibration import UNCALIBRATED
+    from wavemodel.latency import _Shared, config_latency, panel_bytes_per_k_tile
+    cfg = wm.KernelConfig(name="zf", kind="conv", tile_m=128, tile_n=64, tile_k=32, threads=128,
+                          regs_per_thread=128, smem_per_block_bytes=49152, efficiency=0.8)
+    free = dataclasses.replace(cfg, padding_loads_free=True)
+    conv = wm.Conv2d(n=32, c=64, h=7, w=7, k=64, r=3, s=3, padding=1)      # (19 / 21)**2 of taps inside
+    g = conv.gemm()
+    full, zf = (config_latency(g, c, H100, UNCALIBRATED, conv, _Shared(g, conv)) for c in (cfg, free))
+    a, b = panel_bytes_per_k_tile(cfg, "fp16", 128, 0)[0], panel_bytes_per_k_tile(cfg, "fp16", 0, 64)[0]
+    assert zf["l2_s"] / full["l2_s"] == pytest.approx((a * (19 / 21) ** 2 + b) / (a + b), rel=1e-12)
+    assert zf["ingest_s"] < full["ingest_s"] and zf["compute_s"] == full["compute_s"]
+    # no padding: nothing changes
+    plain = dataclasses.replace(conv, padding=0)
+    full, zf = (config_latency(g2, c, H100, UNCALIBRATED, plain, _Shared(g2, plain))
+                for g2 in [plain.gemm()] for c in (cfg, free))
+    assert zf["l2_s"] == full["l2_s"]

@@ -58,6 +58,7 @@ class KernelConfig:
     scalar_load_bytes_per_s: float = 0.0  # one SM's element-wise operand load rate where A's (K) or
     #                                    B's (N) rows are not 16-byte aligned (0: loads always vectors)
     channel_traffic_factor: float = 1.0  # conv: L2 -> SM traffic multiplier where C is off 32-byte sectors
+    padding_loads_free: bool = False   # conv: taps in the padding are zero-filled, not loaded (A panel)
     l2_bandwidth_bytes_per_s: float = 0.0  # what this kernel's loads draw out of L2 (0: the profile's)
     sm_bandwidth_bytes_per_s: float = 0.0  # ... and into one SM (0: the profile's)
     tile_m_granule: int = 0            # problem-sized M tile (0: off): per shape the smallest multiple of

@@ -31,7 +31,10 @@ For one kernel configuration the time of a call is
   few busy SMs and convolutions' re-read activations pay here.
   A kernel may reach its own L2 and per-SM bandwidths (our kernels: fitted per kernel), and a
   convolution whose channel rows start off 32-byte sectors moves ``channel_traffic_factor`` times
-  its panels (``panel_traffic_factor``).
+  its panels (``panel_traffic_factor``). Where a conv kernel zero-fills the taps that fall in the
+  padding instead of loading them (``padding_loads_free``: our tc_f16_conv passes cp.async a source
+  size of 0 there), its A panel moves only the share of rows inside the input
+  (``valid_tap_fraction``: 0.82 for a 3x3 pad-1 filter over 7x7 images, 0.98 over 112x112).
 - where a family's ``unhidden_fraction`` is set, that share of the shorter of ``t_compute`` and
   ``max(t_dram, t_l2)`` adds to the longer: the pipeline hides operand streaming and C's stores under
   the math (or the math under the streams) only in part where the two are of a size (our 1- and
@@ -163,6 +166,31 @@ def panel_traffic_factor(cfg: KernelConfig, shape: Gemm | Conv2d, dtype: str):
         return 1.0
     off = np.asarray(shape.c) * DTYPE_IN_BYTES[dtype] % SECTOR_BYTES != 0
     return np.where(off, cfg.channel_traffic_factor, 1.0)
+
+
+def valid_tap_fraction(shape: Gemm | Conv2d):
+    """Share of a convolution's (output pixel, filter tap) pairs that fall inside the input (1 for a GEMM;
+    arrays broadcast): the rows of its implicit GEMM's A panel that exist in memory, the rest being the
+    padding. Along one dimension, tap ``t`` of output ``o`` reads input ``o * stride - padding + t *
+    dilation``; the share is the product of the two dimensions' shares (a 3x3 pad-1 filter over a 7x7
+    image: (19 / 21)**2 = 0.82; over 112x112: 0.98).
+    """
+    if not isinstance(shape, Conv2d):
+        return 1.0
+
+    def along(size, out, taps):
+        size, out, taps = (np.asarray(x, dtype=np.float64) for x in (size, out, taps))
+        stride, pad, dil = (np.asarray(x, dtype=np.float64)
+                            for x in (shape.stride, shape.padding, shape.dilation))
+        valid = np.zeros(np.broadcast(size, out, taps, stride, pad, dil).shape)
+        for t in range(int(np.max(taps))):      # a filter's few taps; its outputs counted in closed form
+            first = np.maximum(0.0, np.ceil((pad - t * dil) / stride))
+            last = np.minimum(out - 1, np.floor((size - 1 + pad - t * dil) / stride))
+            valid = valid + np.where(t < taps, np.maximum(0.0, last - first + 1), 0.0)
+        return valid / (out * taps)
+
+    share = along(shape.h, shape.p, shape.r) * along(shape.w, shape.q, shape.s)
+    return share if np.ndim(share) else float(share)
 
 
 class _Shared:
@@ -328,13 +356,16 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     dram = sh.dram_s(cfg, gpu)
     factor = panel_traffic_factor(cfg, sh.shape, g.dtype)
     l2_bw, sm_bw = profile.l2_bandwidth(gpu, cfg), profile.sm_bandwidth(gpu, cfg)
+    loaded_m = tm                           # rows of the A panel that move
+    if cfg.padding_loads_free:  # a conv's taps in the padding are zero-filled: those rows move no bytes
+        loaded_m = tm * sh.memo("taps", lambda: valid_tap_fraction(sh.shape))
     if cfg.tile_m_granule and np.ndim(factor) == 0:   # affine in the problem-sized tm: two passes each
         row_l2, row_sm = panel_bytes_per_k_tile(cfg, g.dtype, 1, 0)
         rest_l2, rest_sm = panel_bytes_per_k_tile(cfg, g.dtype, 0, tn)
-        per_l2 = tm * (row_l2 * factor / l2_bw) + rest_l2 * factor / l2_bw      # seconds per K tile
-        per_sm = tm * (row_sm * factor / sm_bw) + rest_sm * factor / sm_bw
+        per_l2 = loaded_m * (row_l2 * factor / l2_bw) + rest_l2 * factor / l2_bw      # seconds per K tile
+        per_sm = loaded_m * (row_sm * factor / sm_bw) + rest_sm * factor / sm_bw
     else:
-        from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, tm, tn)
+        from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, loaded_m, tn)
         if np.ndim(factor) or factor != 1:
             from_l2, into_sm = from_l2 * factor, into_sm * factor
         per_l2, per_sm = from_l2 / l2_bw, into_sm / sm_bw

@@ -21,6 +21,7 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
     E         = busiest * batch * m * n / tiles * out_bytes * s / store_rate   # epilogue (mean tile)
                 (s = scalar_store_factor where n % (16 / out_bytes) != 0, else 1: element-wise stores)
     L2        = tiles * panel_bytes * f * k_iters / l2_bandwidth           # A, B panels out of L2
+                (a conv kernel that zero-fills padding taps: A's rows times the share of taps inside)
     I         = busiest * panel_bytes * f * k_iters / sm_bandwidth        # (bandwidths: the kernel's own
                 (f: a conv's channel_traffic_factor where C is off 32-byte sectors, else 1)   # or the GPU's)
     D         = dram_bytes / (dram_bandwidth * bandwidth_efficiency)      # affine in d
@@ -92,6 +93,7 @@ from .latency import (
     panel_bytes_per_k_tile,
     panel_traffic_factor,
     select,
+    valid_tap_fraction,
 )
 from .shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES, Conv2d, Gemm, as_shape
 from .waves import wave_size
@@ -211,7 +213,10 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     else:
         epilogue = sp.Integer(0)
     compute = compute + epilogue
-    from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, tm, cfg.tile_n)
+    # a conv's A rows of taps in the padding move no bytes where its kernel zero-fills them: their
+    # share depends on the image and filter, not on the free dimension (output channels)
+    loaded_m = tm * float(valid_tap_fraction(shape)) if cfg.padding_loads_free else tm
+    from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, loaded_m, cfg.tile_n)
     factor = float(panel_traffic_factor(cfg, shape, g.dtype))   # a conv's C: not the free dimension
     l2 = tiles * k_iters * sp.sympify(factor * from_l2 / profile.l2_bandwidth(gpu, cfg)).evalf()
     ingest = busiest * k_iters * sp.sympify(factor * into_sm / profile.sm_bandwidth(gpu, cfg)).evalf()

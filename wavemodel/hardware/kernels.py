@@ -92,6 +92,8 @@ class OwnKernel:
             smem_per_block_bytes=static_smem_bytes + self.dynamic_smem_bytes, stages=self.stages,
             math=self.math, dtypes=(self.dtype,), alignment_elements=self.alignment_elements,
             kind=self.kind, family=self.name, source=f"kernels/{self.source_file} {' '.join(self.options)}",
+            # tc_f16_conv zero-fills the taps in the padding (cp.async source size 0): no bytes move
+            padding_loads_free=self.kind == "conv",
         )
 
     # ------------------------------------------------------------------ device side
