@@ -128,11 +128,17 @@ def main(argv=None, runner=None) -> int:
     ap.add_argument("--part", default="0/1", help="i/n: time only the i-th of n chunks of the rows")
     ap.add_argument("--deadline-s", type=float, default=540.0, help="stop starting rows after this long")
     ap.add_argument("--combine", nargs="*", metavar="LOG", default=None,
-                    help="no GPU: write DIR/<name> from these window logs (default: DIR/<stem>_windows*.csv)")
+                    help="no GPU: write DIR/<name> from these window logs "
+                         "(default: DIR/<stem>_<backend>_windows*.csv)")
     args = ap.parse_args(argv)
     if args.windows < 1:
         ap.error("--windows: must be >= 1")
-    part = tuple(int(x) for x in args.part.split("/"))
+    try:
+        part = tuple(int(x) for x in args.part.split("/"))
+        if len(part) != 2 or not 0 <= part[0] < part[1]:
+            raise ValueError
+    except ValueError:
+        ap.error(f"--part: expected i/n with 0 <= i < n, got {args.part!r}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for path in map(Path, args.data):
