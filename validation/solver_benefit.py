@@ -21,7 +21,10 @@ Rows, per network and keep ratio (method):
 
 Both solver rows keep at least the uniform network's channels. The CSV
 (``network,keep_ratio,method,total_channels,latency_us_measured,latency_us_predicted``) is appended
-row by row and resumed (rows already there are skipped; a different header is refused); the env.json
+row by row and resumed (rows already there are skipped; a different header is refused). Every row is
+timed ``--windows`` times, one pass over all rows per window (odd windows backwards), each timing
+logged with the SM clock and power NVML read during it in ``<out stem>_windows.csv`` (resumed too);
+a row enters the CSV with its median window once all its windows ran. The env.json
 beside it records the device, the command and every row's widths. At the end the predicted and
 measured savings are printed side by side and written to ``solver_benefit_summary.md``.
 """
@@ -35,6 +38,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,6 +140,54 @@ def append_row(path: Path, p: Planned, latency_us_measured: float) -> dict:
     return row
 
 
+WINDOW_HEADER = ("network", "keep_ratio", "method", "window", "latency_us_measured", "latency_us_p10",
+                 "latency_us_p90", "sm_mhz_mean", "power_w_mean")
+
+
+def window_log_path(out: Path) -> Path:
+    return out.with_name(f"{out.stem}_windows.csv")
+
+
+def read_windows(path: Path) -> dict[tuple, dict[int, float]]:
+    """Window log: per row key, window -> measured median latency (us)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return {}
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != WINDOW_HEADER:
+            raise ValueError(f"{path}: header {reader.fieldnames} differs from {list(WINDOW_HEADER)}")
+        out: dict[tuple, dict[int, float]] = {}
+        for r in reader:
+            out.setdefault(row_key(r), {})[int(r["window"])] = float(r["latency_us_measured"])
+        return out
+
+
+def append_window(path: Path, p: Planned, window: int, timing, clocks) -> None:
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(WINDOW_HEADER)
+        w.writerow([p.network, f"{p.keep_ratio:g}", p.method, window, f"{timing.median_s * 1e6:.3f}",
+                    f"{timing.p10_s * 1e6:.3f}", f"{timing.p90_s * 1e6:.3f}", f"{clocks.sm_mhz_mean:.0f}",
+                    f"{clocks.power_w_mean:.0f}"])
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def window_order(todo: list[Planned], window: int) -> list[Planned]:
+    """Every window times every row; odd windows go backwards, so a drift over a pass tilts no
+    method against another."""
+    return list(reversed(todo)) if window % 2 else list(todo)
+
+
+def median_of_windows(by_window: dict[int, float], windows: int) -> float | None:
+    """The median of windows 0 .. windows-1 (the lower middle for an even count); None until all ran."""
+    if any(w not in by_window for w in range(windows)):
+        return None
+    return sorted(by_window[w] for w in range(windows))[(windows - 1) // 2]
+
+
 def summarize(rows: list[dict]) -> list[dict]:
     """Per network, ratio and solver method: channels, predicted and measured latency against uniform."""
     by = {row_key(r): r for r in rows}
@@ -216,17 +268,21 @@ def chain_launch(net: N.Network, widths: dict, count: int, dtype: str = DTYPE):
     return launch
 
 
-def measure(p: Planned, budget_s: float):
-    """Device time of the whole chain (``wavemodel.hardware.timing.time_device``)."""
+def measure(p: Planned, budget_s: float, read_clocks=None):
+    """Device time of the whole chain (``wavemodel.hardware.timing.time_device``) and the SM clock and
+    power NVML read while it ran (``wavemodel.hardware.clocks``)."""
     import torch
 
+    from wavemodel.hardware.clocks import ClockSampler
     from wavemodel.hardware.timing import time_device
 
     torch.backends.cudnn.benchmark = True
     launch = chain_launch(N.load_network(p.network), p.widths, p.count)
-    timing = time_device(launch, budget_s=budget_s, framework="torch")
+    with ClockSampler(read_clocks) as clocks:
+        timing = time_device(launch, budget_s=budget_s, framework="torch")
+    del launch
     torch.cuda.empty_cache()
-    return timing
+    return timing, clocks.summary()
 
 
 def device_slug() -> str:
@@ -265,8 +321,13 @@ def main(argv=None) -> int:
     ap.add_argument("--ratios", default=",".join(f"{r:g}" for r in RATIOS))
     ap.add_argument("--max-change", type=float, default=S.DEFAULT_MAX_CHANGE)
     ap.add_argument("--budget-s", type=float, default=0.5, help="timing budget per row (seconds)")
+    ap.add_argument("--windows", type=int, default=3,
+                    help="time every row this many times, one pass over the rows per window; keep the median")
+    ap.add_argument("--deadline-s", type=float, default=540.0, help="stop starting timings after this long")
     ap.add_argument("--dry-run", action="store_true", help="print the plan (CPU only) and exit")
     args = ap.parse_args(argv)
+    if args.windows < 1:
+        ap.error("--windows: must be >= 1")
     networks = tuple(x.strip() for x in args.networks.split(",") if x.strip())
     unknown = [n for n in networks if n not in NETWORKS]
     if unknown:
@@ -288,14 +349,35 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_env(out.with_name("solver_benefit_env.json"), command, gpu, planned,
               {"networks": NETWORKS, "ratios": ratios, "max_change": args.max_change,
-               "budget_s": args.budget_s, "dtype": DTYPE, "alignment": ALIGNMENT,
+               "budget_s": args.budget_s, "windows": args.windows, "dtype": DTYPE, "alignment": ALIGNMENT,
                "wavemodel": wm.__version__})
-    for i, p in enumerate(todo, 1):
-        t = measure(p, args.budget_s)
-        append_row(out, p, t.median_s * 1e6)
-        print(f"[{i}/{len(todo)}] {p.network} keep={p.keep_ratio:g} {p.method}: {p.total_channels} channels, "
-              f"measured {t.median_s * 1e6:.1f} us (p10 {t.p10_s * 1e6:.1f}, p90 {t.p90_s * 1e6:.1f}, "
-              f"{t.reps} reps), predicted {p.latency_us_predicted:.1f} us", flush=True)
+    from wavemodel.hardware.clocks import nvml_reader
+
+    read_clocks = nvml_reader()
+    log = window_log_path(out)
+    timed = read_windows(log)
+    runs = sum(w not in timed.get(p.key, {}) for w in range(args.windows) for p in todo)
+    i, start = 0, time.monotonic()
+    for w in range(args.windows):
+        for p in window_order(todo, w):
+            if w in timed.get(p.key, {}):
+                continue
+            if time.monotonic() - start > args.deadline_s:
+                print(f"deadline: stopped after {i} of {runs} timings; rerun to resume", flush=True)
+                return 0
+            t, c = measure(p, args.budget_s, read_clocks)
+            append_window(log, p, w, t, c)
+            timed.setdefault(p.key, {})[w] = t.median_s * 1e6
+            i += 1
+            print(f"[{i}/{runs}] window {w} {p.network} keep={p.keep_ratio:g} {p.method}: "
+                  f"{p.total_channels} channels, measured {t.median_s * 1e6:.1f} us "
+                  f"(p10 {t.p10_s * 1e6:.1f}, p90 {t.p90_s * 1e6:.1f}, {t.reps} reps) at "
+                  f"{c.sm_mhz_mean:.0f} MHz {c.power_w_mean:.0f} W, "
+                  f"predicted {p.latency_us_predicted:.1f} us", flush=True)
+    for p in todo:
+        median_us = median_of_windows(timed.get(p.key, {}), args.windows)
+        if median_us is not None:
+            append_row(out, p, median_us)
     summary = summarize(read_rows(out))
     text = summary_markdown(summary, gpu)
     out.with_name("solver_benefit_summary.md").write_text(text)
