@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import shlex
 import statistics
@@ -186,25 +187,48 @@ def summary_lines(points: list[dict], network: str, ratios, net: N.Network) -> l
     return lines
 
 
+def _gapped(x: list[float], *ys: list[float]):
+    """Copies with a NaN between points more than 3x the median spacing apart (no line across gaps)."""
+    steps = sorted(b - a for a, b in zip(x, x[1:], strict=False))
+    cut = 3 * steps[len(steps) // 2] if steps else math.inf
+    out = [[x[0]] if x else [], *([y[0]] if y else [] for y in ys)]
+    for i in range(1, len(x)):
+        if x[i] - x[i - 1] > cut:
+            for o in out:
+                o.append(math.nan)
+        out[0].append(x[i])
+        for o, y in zip(out[1:], ys, strict=True):
+            o.append(y[i])
+    return out
+
+
 def plot(points: list[dict], network: str, gpu_label: str, path: Path) -> None:
-    """Measured (median window, with the windows' range) and predicted latency against channels."""
+    """Measured (median window, with the windows' range) and predicted latency against channels; below,
+    the SM clock and board power the timings ran at."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 5), layout="constrained")
+    fig = Figure(figsize=(9, 6.5), layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    x = [p["total_channels"] for p in points]
-    ax.fill_between(x, [p["measured_min_us"] for p in points], [p["measured_max_us"] for p in points],
-                    alpha=0.25, color="C1", label="measured: range of the windows")
-    ax.plot(x, [p["measured_us"] for p in points], "o-", ms=3, lw=1, color="C1",
-            label="measured: median window")
-    ax.plot(x, [p["predicted_us"] for p in points], ".-", ms=3, lw=1, color="C0", label="model")
-    ax.set_xlabel("total channels (uniform keep ratio, widths rounded to multiples of 8)")
+    ax, ax_clk = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1.3])
+    x, lo, hi, med, pred, mhz, watts = _gapped(
+        [p["total_channels"] for p in points], *([p[k] for p in points] for k in (
+            "measured_min_us", "measured_max_us", "measured_us", "predicted_us", "sm_mhz", "power_w")))
+    ax.fill_between(x, lo, hi, alpha=0.25, color="C1", label="measured: range of the windows")
+    ax.plot(x, med, "o-", ms=3, lw=1, color="C1", label="measured: median window")
+    ax.plot(x, pred, ".-", ms=3, lw=1, color="C0", label="model")
     ax.set_ylabel("latency of the block (us)")
     ax.set_title(f"{network} on {gpu_label}: measured vs predicted")
     ax.grid(alpha=0.3)
     ax.legend()
+    ax_clk.plot(x, mhz, ".-", ms=3, lw=1, color="C2", label="SM clock (MHz, median window)")
+    ax_clk.set_ylabel("SM clock (MHz)")
+    ax_clk.grid(alpha=0.3)
+    ax_pow = ax_clk.twinx()
+    ax_pow.plot(x, watts, ".-", ms=2, lw=0.8, color="C3", label="board power (W)")
+    ax_pow.set_ylabel("board power (W)")
+    ax_clk.legend(handles=[*ax_clk.get_lines(), *ax_pow.get_lines()], loc="lower right")
+    ax_clk.set_xlabel("total channels (uniform keep ratio, widths rounded to multiples of 8)")
     fig.savefig(path, dpi=120)
 
 
