@@ -189,7 +189,7 @@ def test_refitting_one_backend_keeps_the_others(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("argv", "needle"), [
-    (["calibrate", "--out", "p.json"], "one of the arguments --data --measure is required"),
+    (["calibrate", "--out", "p.json"], "one of the arguments --data --measure --sustained is required"),
     (["calibrate", "--data", "d", "--measure", "--out", "p.json"], "not allowed with"),
     (["calibrate", "--data", "nope", "--out", "p.json"], "not a directory"),
     (["calibrate", "--data", "{data}", "--out", "p.json", "--iterations", "0"], "--iterations"),

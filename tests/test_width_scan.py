@@ -34,9 +34,10 @@ def test_plan_distinct_uniform_widths():
 
 
 def _row(ch, window, us, keep=0.5):
-    return dict(network="n", count=1, keep=keep, total_channels=ch, widths=f"ffn={ch}", window=window,
-                latency_us_median=us, latency_us_p10=us, latency_us_p90=us, reps=10, sm_mhz_mean=1980,
-                sm_mhz_min=1980, power_w_mean=500, power_w_max=600, latency_us_predicted=2 * us)
+    return dict(network="n", count=1, dtype="fp16", keep=keep, total_channels=ch, widths=f"ffn={ch}",
+                window=window, latency_us_median=us, latency_us_p10=us, latency_us_p90=us, reps=10,
+                sm_mhz_mean=1980, sm_mhz_min=1980, power_w_mean=500, power_w_max=600,
+                latency_us_predicted=2 * us)
 
 
 def test_resume_and_median_window(tmp_path):

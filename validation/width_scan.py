@@ -44,7 +44,7 @@ import wavemodel as wm  # noqa: E402
 from wavemodel import networks as N  # noqa: E402
 from wavemodel import solver as S  # noqa: E402
 
-HEADER = ("network", "count", "keep", "total_channels", "widths", "window", "latency_us_median",
+HEADER = ("network", "count", "dtype", "keep", "total_channels", "widths", "window", "latency_us_median",
           "latency_us_p10", "latency_us_p90", "reps", "sm_mhz_mean", "sm_mhz_min", "power_w_mean",
           "power_w_max", "latency_us_predicted")
 DTYPE = "fp16"
@@ -261,8 +261,9 @@ def measure_all(points: list[Point], path: Path, network: str, count: int, windo
                 t = time_device(launch, budget_s=budget_s, framework="torch")
             c = clocks.summary()
             append_row(path, dict(
-                network=network, count=count, keep=f"{p.keep:g}", total_channels=p.total_channels,
-                widths=p.widths_text, window=w, latency_us_median=f"{t.median_s * 1e6:.3f}",
+                network=network, count=count, dtype=DTYPE, keep=f"{p.keep:g}",
+                total_channels=p.total_channels, widths=p.widths_text, window=w,
+                latency_us_median=f"{t.median_s * 1e6:.3f}",
                 latency_us_p10=f"{t.p10_s * 1e6:.3f}", latency_us_p90=f"{t.p90_s * 1e6:.3f}", reps=t.reps,
                 sm_mhz_mean=f"{c.sm_mhz_mean:.0f}", sm_mhz_min=f"{c.sm_mhz_min:.0f}",
                 power_w_mean=f"{c.power_w_mean:.0f}", power_w_max=f"{c.power_w_max:.0f}",

@@ -3,7 +3,8 @@
 A profile (``data/profiles/<gpu>.json``) holds, per backend group (``"own"`` for our kernels,
 ``"cublas"``, ``"cudnn"``), GPU-level physics (the cost of each extra kernel a call launches, the
 bandwidth from L2 to the SMs, the DRAM bandwidth one SM can draw; a family may carry its own two
-bandwidths, as each of our kernels does) and the per-configuration
+bandwidths, as each of our kernels does; per dtype, the math rate the board sustains at its power
+limit, ``wavemodel.power``) and the per-configuration
 parameters a ``KernelConfig`` leaves to calibration, given per family and per configuration (the
 configuration's own values win). Without a profile the model runs on catalogue defaults and says so
 (``Prediction.calibrated`` is False). Fitting lives in ``wavemodel.fit``.
@@ -39,6 +40,8 @@ class Profile:
     families: dict = field(default_factory=dict, hash=False)  # family -> {field: value}
     configs: dict = field(default_factory=dict, hash=False)   # config name -> {field: value}
     calibrated: bool = False
+    # dtype -> math rate the board sustains at its power limit (wavemodel.power), where measured
+    sustained_flops_per_s: dict = field(default_factory=dict, hash=False)
 
     def apply(self, cfg: KernelConfig) -> KernelConfig:
         values = {**self.families.get(cfg.family, {}), **self.configs.get(cfg.name, {})}
@@ -88,11 +91,14 @@ def profile_for(gpu: GPUSpec, backend_name: str) -> Profile:
 def profile_from_dict(d: dict) -> Profile:
     gpu_level = {k: float(d[k]) for k in ("launch_overhead_s", "l2_bandwidth_bytes_per_s",
                                           "sm_bandwidth_bytes_per_s") if k in d}
+    sustained = {k: float(v) for k, v in d.get("sustained_flops_per_s", {}).items()}
     return Profile(**gpu_level, families={k: dict(v) for k, v in d.get("families", {}).items()},
-                   configs={k: dict(v) for k, v in d.get("configs", {}).items()}, calibrated=True)
+                   configs={k: dict(v) for k, v in d.get("configs", {}).items()}, calibrated=True,
+                   sustained_flops_per_s=sustained)
 
 
 def profile_to_dict(p: Profile) -> dict:
     return {"launch_overhead_s": p.launch_overhead_s, "l2_bandwidth_bytes_per_s": p.l2_bandwidth_bytes_per_s,
             "sm_bandwidth_bytes_per_s": p.sm_bandwidth_bytes_per_s, "families": p.families,
-            "configs": p.configs}
+            "configs": p.configs,
+            **({"sustained_flops_per_s": p.sustained_flops_per_s} if p.sustained_flops_per_s else {})}

@@ -246,3 +246,59 @@ def group_rows(rows: Iterable[Row]) -> list[tuple[tuple[Row, ...], Group]]:
         measured_s = np.array([r.latency_us for r in members]) * 1e-6
         out.append((tuple(members), Group(shape_of(members), measured_s, backend)))
     return out
+
+
+# ------------------------------------------------------------------------------------ width scans
+
+SCAN_COLUMNS = ("network", "count", "dtype", "keep", "widths", "window", "latency_us_median")
+
+
+@dataclass(frozen=True)
+class ScanPoint:
+    """One width of a width scan (validation/width_scan.py): a network run back to back at ``widths``,
+    its latency the median of its timing windows."""
+
+    network: str
+    count: int
+    dtype: str
+    keep: float
+    widths: dict
+    measured_s: float
+    windows: int
+
+
+def _widths(text: str, where: str) -> dict:
+    out = {}
+    for item in text.split():
+        name, _, value = item.partition("=")
+        if not name or not value.isdigit():
+            raise ValueError(f"{where}: widths: expected 'name=width ...', got {text!r}")
+        out[name] = int(value)
+    return out
+
+
+def read_width_scan(path) -> list[ScanPoint]:
+    """The points of a width-scan CSV, each the median window of its timings (sorted by keep)."""
+    path = Path(path)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in SCAN_COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{path}: not a width scan: missing columns {', '.join(missing)}")
+        by: dict[tuple, list[tuple[float, dict]]] = {}
+        for i, d in enumerate(reader, start=2):
+            where = f"{path}:{i}"
+            widths = _widths(d["widths"], where)
+            key = (d["network"], _int(d["count"], "count", where), d["dtype"], tuple(sorted(widths.items())))
+            try:
+                us = float(d["latency_us_median"])
+            except ValueError:
+                raise ValueError(f"{where}: latency_us_median: not a number: "
+                                 f"{d['latency_us_median']!r}") from None
+            by.setdefault(key, []).append((us, d))
+    points = []
+    for (network, count, dtype, widths), timed in by.items():
+        lat = sorted(us for us, _ in timed)
+        points.append(ScanPoint(network, count, dtype, min(float(d["keep"]) for _, d in timed), dict(widths),
+                                lat[(len(lat) - 1) // 2] * 1e-6, len(lat)))
+    return sorted(points, key=lambda p: (p.network, p.keep))

@@ -70,10 +70,11 @@ from . import calibration
 from .configs import KernelConfig, library_configs, own_kernels
 from .gpus import GPUSpec
 from .gpus import gpu as lookup_gpu
+from .power import power_floor_s
 from .shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES, Conv2d, Gemm, as_shape
 from .waves import wave_size, waves_of
 
-BOUNDS = ("compute", "memory", "latency")
+BOUNDS = ("compute", "memory", "latency")     # and "power" (sustained runs at the power limit)
 LIBRARY_BACKENDS = ("cublas", "cudnn")
 
 
@@ -85,7 +86,7 @@ class Prediction:
     blocks_per_sm: np.ndarray | int
     tail_utilization: np.ndarray | float
     config: object                    # KernelConfig, or an object array of them
-    bound: np.ndarray | str           # "compute" | "memory" | "latency"
+    bound: np.ndarray | str           # "compute" | "memory" | "latency" | "power" (sustained=True)
     flops: np.ndarray | float
     compute_s: np.ndarray | float     # wave-quantised math time (no launch overhead)
     memory_s: np.ndarray | float      # compulsory DRAM traffic time
@@ -427,13 +428,40 @@ def candidate_configs(backend, gpu: GPUSpec, dtype: str) -> tuple[KernelConfig, 
 
 
 def predict_latency(shape, gpu_spec: GPUSpec | str = "h100-sxm", backend=None, *,
-                    profile: calibration.Profile | None = None) -> Prediction:
+                    profile: calibration.Profile | None = None, sustained: bool = False) -> Prediction:
     """Predict the device time of one call (every kernel it launches, back to back as in a CUDA graph).
 
     ``shape`` is a ``wm.Gemm``, a ``wm.Conv2d`` or an ``(m, n, k)`` tuple (an fp16 GEMM); array
     dimensions broadcast and every field of the result is then an array of that shape. ``profile``
     replaces the calibration profile shipped for the GPU (for example one ``wavemodel calibrate`` wrote).
+    ``sustained=True`` predicts the call as one of a long run of layers back to back (a network, a
+    training or serving loop): where the profile knows the rate the board sustains at its power limit
+    for this dtype, no call is faster than its FLOPs at that rate (``wavemodel.power``; ``bound`` says
+    "power" where that floor sets the time). The default predicts a call on its own, as our sweeps
+    time it.
     """
+    p = _predict_call(shape, gpu_spec, backend, profile)
+    rate = _sustained_rate(p, gpu_spec, shape, backend, profile) if sustained else None
+    if not rate:
+        return p
+    floor = power_floor_s(p.flops, rate)
+    latency = np.maximum(p.latency_s, floor)
+    bound = np.where(floor > p.latency_s, "power", p.bound)
+    if np.ndim(latency) == 0:
+        return replace(p, latency_s=float(latency), bound=str(bound))
+    return replace(p, latency_s=latency, bound=bound)
+
+
+def _sustained_rate(p: Prediction, gpu_spec, shape, backend, profile) -> float | None:
+    gpu = lookup_gpu(gpu_spec)
+    shape, g, backend = _resolve(shape, backend)
+    name = backend.name if isinstance(backend, KernelConfig) else backend
+    if profile is None:
+        profile = calibration.profile_for(gpu, name)
+    return profile.sustained_flops_per_s.get(g.dtype)
+
+
+def _predict_call(shape, gpu_spec, backend, profile) -> Prediction:
     gpu = lookup_gpu(gpu_spec)
     shape, g, backend = _resolve(shape, backend)
     name = backend.name if isinstance(backend, KernelConfig) else backend

@@ -5,7 +5,9 @@ per GEMM of the model's linear layers (attention score GEMMs are not included). 
 (the widest size with the same latency: capacity at no cost), ``cheaper`` (the widest size of the next
 lower step) and ``padding`` (the smallest larger size with the least latency, when that is faster, e.g.
 a vocabulary padded out of an unaligned tail). Each option lists the GEMMs whose prediction changes,
-with tiles, waves, last-wave fill and kernel configuration before and after.
+with tiles, waves, last-wave fill and kernel configuration before and after. The layers run back to
+back, so they are predicted as a sustained run (under the board's power limit where the profile knows
+it: ``wavemodel.power``).
 """
 
 from __future__ import annotations

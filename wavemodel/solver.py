@@ -33,6 +33,13 @@ Three modes, all on the model's predicted latency (``predict_latency``, library 
   (``EXACT_WORK_LIMIT`` element operations). Finally every width is widened while the total latency
   does not grow, so each width sits at a step edge.
 
+* **Sustained runs.** A network's layers run back to back, so the network and sizing modes predict
+  them with ``sustained=True``: where the GPU's profile knows the rate its board sustains at the
+  power limit (``wavemodel.power``; on the H100 SXM for cuBLAS fp16), no layer runs faster than its
+  FLOPs at that rate. Large GEMMs then cost in proportion to their FLOPs and have no free widths
+  (the LLaMA-7B MLP at 4096 tokens, measured: the card holds ~1300 MHz at 700 W at every FFN width).
+  The layer mode predicts one call on its own.
+
 * **Transformer sizing** (``size_transformer``, in ``sizing``): for the hidden size, FFN width, head
   count and vocabulary, the nearby sizes that are free (same latency, more capacity), cheaper (the next
   step down) or padded (a larger size that is faster, e.g. a vocabulary without a tail), each with the
@@ -380,6 +387,19 @@ def network_latency(network, widths: dict | None = None, gpu="h100-sxm", count: 
               for x in net.layers]
     lat = np.array([float(p["latency_s"][0]) for p in predict_many(shapes, lookup_gpu(gpu), backend)])
     return float(lat.sum()), lat
+
+
+def layer_bounds(network, widths: dict | None = None, gpu="h100-sxm", count: int | None = None,
+                 dtype: str = "fp16", backend=None) -> tuple[str, ...]:
+    """What bounds each layer of ``network`` at ``widths`` (as ``network_latency`` predicts it):
+    "compute", "memory", "latency" or "power" (the board's sustained power limit, ``wavemodel.power``:
+    such a layer's latency follows its FLOPs, so no width of it is free)."""
+    net = load_network(network)
+    count = check_count(count, net)
+    w = net.original_widths | dict(widths or {})
+    shapes = [layer_shape(x, count, dtype, in_width=w.get(x.in_var), out_width=w.get(x.out_var), tp=net.tp)
+              for x in net.layers]
+    return tuple(str(p["bound"][0]) for p in predict_many(shapes, lookup_gpu(gpu), backend))
 
 
 # ---------------------------------------------------------------------------- the network API

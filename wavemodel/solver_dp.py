@@ -34,10 +34,13 @@ _CONV_FIELDS = ("n", "c", "h", "w", "k", "r", "s", "stride", "padding", "dilatio
 # ============================================================================ batched prediction
 
 
-def predict_many(shapes, gpu: GPUSpec, backend=None) -> list[dict]:
+def predict_many(shapes, gpu: GPUSpec, backend=None, sustained: bool = True) -> list[dict]:
     """Predict many (array) shapes with one ``predict_latency`` call per (kind, dtype) group.
 
-    Returns per shape a dict of flat arrays: latency_s, waves, tiles, tail_utilization, config.
+    The shapes are a network's layers, which run back to back: ``sustained`` (default) predicts them
+    as a sustained run, under the board's power limit where the profile knows it (``wavemodel.power``).
+
+    Returns per shape a dict of flat arrays: latency_s, waves, tiles, tail_utilization, config, bound.
     """
     out: list[dict | None] = [None] * len(shapes)
     groups: dict[tuple, list[int]] = {}
@@ -52,9 +55,9 @@ def predict_many(shapes, gpu: GPUSpec, backend=None) -> list[dict]:
             for f, a in zip(names, arrays, strict=True):
                 cols[f].append(a.ravel())
         big = kind(**{f: np.concatenate(cols[f]) for f in names}, dtype=dtype)
-        p = predict_latency(big, gpu, backend=backend)
+        p = predict_latency(big, gpu, backend=backend, sustained=sustained)
         fields = {k: np.atleast_1d(np.asarray(getattr(p, k))) for k in
-                  ("latency_s", "waves", "tiles", "tail_utilization", "config")}
+                  ("latency_s", "waves", "tiles", "tail_utilization", "config", "bound")}
         start = 0
         for i, size in zip(idx, sizes, strict=True):
             out[i] = {k: v[start:start + size] for k, v in fields.items()}

@@ -2,6 +2,7 @@
 
     wavemodel calibrate --data DIR [--backend own|cublas|cudnn|all] --out profile.json
     wavemodel calibrate --measure [--budget-s 300] --out profile.json      (on a GPU)
+    wavemodel calibrate --sustained SCAN.csv --out profile.json         (power limit: _calibrate_power)
 
 ``--data`` fits the calibration-set rows (pass 1, graph replays of at least 0.5 ms) of the dataset
 CSVs in DIR with ``wavemodel.fit.fit_profile``, one fit per backend group of the profile:
@@ -44,6 +45,7 @@ from ..gpus import GPUSpec
 from ..gpus import gpu as lookup_gpu
 from ..latency import predict_latency
 from ..shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES
+from . import _calibrate_power as calibrate_power
 from . import add_json_argument, print_json, table
 from .validate import stats_table
 
@@ -77,6 +79,9 @@ def add_parser(subparsers) -> None:
     src.add_argument("--data", metavar="DIR", help="folder of dataset CSVs (e.g. validation/data/h100-sxm)")
     src.add_argument("--measure", action="store_true",
                      help="measure a calibration sweep on the local GPU, then fit it (needs CuPy / PyTorch)")
+    src.add_argument("--sustained", nargs="+", metavar="SCAN",
+                     help="width-scan CSVs (validation/width_scan.py): fit the rate the board sustains at "
+                          "its power limit into the existing profile --out (wavemodel.power)")
     p.add_argument("--backend", default="all", choices=(*GROUPS, "all"),
                    help="which backend group to fit (default all groups with calibration rows)")
     p.add_argument("--out", required=True, metavar="FILE", help="profile JSON to write")
@@ -265,7 +270,10 @@ def profile_document(gpu: GPUSpec, fits, *, source: str, datasets: dict, exclude
         doc["backends"].update(existing.get("backends", {}))
         doc["fit"].update(existing.get("fit", {}))
     for bf in fits:
+        sustained = doc["backends"].get(bf.group, {}).get("sustained_flops_per_s")
         doc["backends"][bf.group] = calibration.profile_to_dict(bf.result.profile)
+        if sustained:                # fitted apart (--sustained): a refit of the group keeps it
+            doc["backends"][bf.group]["sustained_flops_per_s"] = sustained
         doc["fit"][bf.group] = {
             "datasets": datasets, "rows": len(bf.rows), "set": "calibration", "pass": "1",
             "excluded_short_replays": excluded,
@@ -361,6 +369,9 @@ def print_report(doc: dict, groups, out: Path) -> None:
 def command_line(args) -> str:
     """The calibrate command that produced a profile (recorded as its ``source``)."""
     parts = ["wavemodel", "calibrate"]
+    if getattr(args, "sustained", None):
+        parts += ["--sustained", *args.sustained, "--out", str(args.out)]
+        return " ".join(shlex.quote(p) for p in parts)
     parts += ["--measure", "--budget-s", f"{args.budget_s:g}"] if args.measure else ["--data", str(args.data)]
     parts += ["--backend", args.backend, "--out", str(args.out), "--iterations", str(args.iterations)]
     if args.gpu:
@@ -373,6 +384,19 @@ def run(args) -> int:
         raise ValueError(f"--iterations: must be >= 1, got {args.iterations}")
     out = Path(args.out)
     source = command_line(args)
+    if getattr(args, "sustained", None):
+        gpu = lookup_gpu(args.gpu or "h100-sxm")
+        existing = read_existing(out, gpu)
+        if existing is None:
+            raise ValueError(f"--out: {out} is not a profile for {gpu.name}; --sustained adds to one")
+        doc = calibrate_power.calibrate_sustained(args.sustained, gpu, out, source, existing)
+        write_json(out, doc)
+        if args.json:
+            print_json(doc)
+        else:
+            print("\n".join(calibrate_power.report_lines(doc)))
+            print(f"wrote {out}")
+        return 0
     if args.measure:
         if not args.budget_s > 0:
             raise ValueError(f"--budget-s: must be > 0, got {args.budget_s}")

@@ -172,10 +172,19 @@ def run_network(args) -> int:
     out = None
     if args.plot:
         out = str(_save(network_figure(sol, net, args.gpu, backend), args.plot))
+    bounds = S.layer_bounds(net, sol.widths_after, args.gpu, count, args.dtype, backend)
     if args.json:
-        print_json(solution_json(sol) | {"plot": out})
+        doc = solution_json(sol)
+        for layer, b in zip(doc["layers"], bounds, strict=True):
+            layer["bound_after"] = b
+        print_json(doc | {"plot": out})
         return 0
     print(solution_table(sol))
+    power = [x.name for x, b in zip(sol.layers, bounds, strict=True) if b == "power"]
+    if power:
+        print(f"\npower: {len(power)} of {len(bounds)} layers run at the board's sustained power limit "
+              f"({', '.join(power[:6])}{', ...' if len(power) > 6 else ''}): their latency follows their "
+              "FLOPs, so no width of theirs is free (wavemodel.power)")
     if out:
         print(f"\nwrote {out}")
     return 0
