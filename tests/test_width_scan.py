@@ -41,7 +41,7 @@ def _row(ch, window, us, keep=0.5):
 
 
 def test_resume_and_median_window(tmp_path):
-    path = W.csv_path(tmp_path, "n")
+    path = W.csv_path(tmp_path, "n", 1)
     for ch, w, us in ((100, 0, 10.0), (100, 1, 30.0), (100, 2, 11.0), (110, 0, 10.0)):
         W.append_row(path, _row(ch, w, us))
     rows = W.read_rows(path)

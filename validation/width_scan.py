@@ -15,13 +15,13 @@ less latency.
 The grid is timed ``--windows`` times, one full pass per window (alternating direction), so a slow
 state of the card that lasts a few seconds moves one window of a point, and the summary keeps each
 point's median window. Every timing records the SM clock and board power NVML read while it ran
-(``wavemodel.hardware.clocks``). Rows are appended to ``DIR/width_scan_<network>.csv`` as they are
-measured and a rerun skips (point, window) pairs already there; ``DIR/width_scan_<network>_env.json``
+(``wavemodel.hardware.clocks``). Rows are appended to ``DIR/width_scan_<network>_<count>.csv`` as they are
+measured and a rerun skips (point, window) pairs already there; ``DIR/width_scan_<network>_<count>_env.json``
 records the device.
 
 ``--summarize`` (no GPU) prints, per keep ratio, the uniform point against the best scanned point at
 equal measured latency (within 1 %) and at equal channels, and writes the staircase plot
-``DIR/width_scan_<network>.png`` (measured median with the windows' range, and the model).
+``DIR/width_scan_<network>_<count>.png`` (measured median with the windows' range, and the model).
 """
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ def plan(network: str, count: int, keeps, gpu: str = "h100-sxm") -> list[Point]:
     return points
 
 
-def csv_path(out: Path, network: str) -> Path:
-    return out / f"width_scan_{network}.csv"
+def csv_path(out: Path, network: str, count: int) -> Path:
+    return out / f"width_scan_{network}_{count}.csv"
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -150,6 +150,7 @@ def medians(rows: list[dict]) -> list[dict]:
     for ch, rs in sorted(by.items()):
         lat = [float(r["latency_us_median"]) for r in rs]
         out.append(dict(total_channels=ch, keep=min(float(r["keep"]) for r in rs), windows=len(rs),
+                        widths=rs[0]["widths"], dtype=rs[0].get("dtype", DTYPE),
                         measured_us=statistics.median(lat), measured_min_us=min(lat),
                         measured_max_us=max(lat),
                         predicted_us=float(rs[0]["latency_us_predicted"]),
@@ -171,9 +172,33 @@ def best_against(points: list[dict], ratio_channels: int) -> dict:
                 at_channels=at_channels)
 
 
+def with_model(points: list[dict], network: str, count: int, dtype: str, gpu: str) -> list[dict]:
+    """``points`` with the current model's predictions: ``model_us`` (a sustained run, under the
+    board's power limit where the profile knows it) and ``wave_model_us`` (the wave model alone)."""
+    net = N.load_network(network)
+    out = []
+    for p in points:
+        widths = {k: int(v) for k, v in (x.split("=") for x in p["widths"].split())}
+        sus, _ = S.network_latency(net, widths, gpu, count, dtype)
+        wave, _ = S.network_latency(net, widths, gpu, count, dtype, sustained=False)
+        out.append(p | {"model_us": sus * 1e6, "wave_model_us": wave * 1e6})
+    return out
+
+
+def _error_line(name: str, points: list[dict], key: str) -> str:
+    err = sorted(p[key] / p["measured_us"] - 1 for p in points)
+    mag = sorted(abs(e) for e in err)
+    return (f"{name}: median |error| {statistics.median(mag):.1%}, p90 {mag[int(0.9 * (len(mag) - 1))]:.1%}, "
+            f"median error {statistics.median(err):+.1%}")
+
+
 def summary_lines(points: list[dict], network: str, ratios, net: N.Network) -> list[str]:
-    lines = [f"{network}: {len(points)} widths, median of {min(p['windows'] for p in points)}+ windows",
-             "keep  uniform ch  measured us  | most ch at equal latency (+%)  | least us at >= ch (saving)"]
+    lines = [f"{network}: {len(points)} widths, median of {min(p['windows'] for p in points)}+ windows"]
+    if "model_us" in points[0]:
+        lines += [_error_line("model (sustained run, power floor; all points)", points, "model_us"),
+                  _error_line("wave model alone", points, "wave_model_us")]
+    lines.append("keep  uniform ch  measured us  | most ch at equal latency (+%)  "
+                 "| least us at >= ch (saving)")
     for r in ratios:
         ch = sum(S.uniform_widths(net, r, ALIGNMENT).values())
         if not any(p["total_channels"] == ch for p in points):
@@ -211,12 +236,14 @@ def plot(points: list[dict], network: str, gpu_label: str, path: Path) -> None:
     fig = Figure(figsize=(9, 6.5), layout="constrained")
     FigureCanvasAgg(fig)
     ax, ax_clk = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1.3])
-    x, lo, hi, med, pred, mhz, watts = _gapped(
+    x, lo, hi, med, pred, wave, mhz, watts = _gapped(
         [p["total_channels"] for p in points], *([p[k] for p in points] for k in (
-            "measured_min_us", "measured_max_us", "measured_us", "predicted_us", "sm_mhz", "power_w")))
+            "measured_min_us", "measured_max_us", "measured_us", "model_us", "wave_model_us", "sm_mhz",
+            "power_w")))
     ax.fill_between(x, lo, hi, alpha=0.25, color="C1", label="measured: range of the windows")
     ax.plot(x, med, "o-", ms=3, lw=1, color="C1", label="measured: median window")
-    ax.plot(x, pred, ".-", ms=3, lw=1, color="C0", label="model")
+    ax.plot(x, pred, ".-", ms=3, lw=1, color="C0", label="model (sustained run: power floor)")
+    ax.plot(x, wave, "-", lw=0.8, color="0.5", label="wave model alone")
     ax.set_ylabel("latency of the block (us)")
     ax.set_title(f"{network} on {gpu_label}: measured vs predicted")
     ax.grid(alpha=0.3)
@@ -303,20 +330,21 @@ def main(argv=None) -> int:
     except ValueError as e:
         ap.error(str(e))
     out = Path(args.out)
-    path = csv_path(out, args.network)
+    path = csv_path(out, args.network, count)
     if args.summarize:
         points = medians(read_rows(path))
         if not points:
             ap.error(f"{path}: no rows")
+        points = with_model(points, args.network, count, points[0]["dtype"], args.gpu)
         print("\n".join(summary_lines(points, args.network, ratios, net)))
-        plot(points, args.network, args.gpu, path.with_suffix(".png"))
+        plot(points, f"{args.network} ({count} {net.count})", args.gpu, path.with_suffix(".png"))
         return 0
     out.mkdir(parents=True, exist_ok=True)
     points = plan(args.network, count, keeps, args.gpu)
     from wavemodel.hardware.device import write_environment
 
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
-    env_path = out / f"width_scan_{args.network}_env.json"
+    env_path = path.with_name(path.stem + "_env.json")
     if not env_path.exists():
         write_environment(env_path, command, points=len(points), windows=args.windows, budget_s=args.budget_s,
                           count=count, dtype=DTYPE, alignment=ALIGNMENT)

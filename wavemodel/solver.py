@@ -373,9 +373,9 @@ def uniform_widths(net: Network, keep: float, alignment: int = 8) -> dict[str, i
 
 
 def network_latency(network, widths: dict | None = None, gpu="h100-sxm", count: int | None = None,
-                    dtype: str = "fp16", backend=None) -> tuple[float, np.ndarray]:
+                    dtype: str = "fp16", backend=None, sustained: bool = True) -> tuple[float, np.ndarray]:
     """Predicted latency of ``network`` at ``widths`` (variable -> width; missing: original): the total
-    and each layer's."""
+    and each layer's (``sustained``: as a run of layers back to back, under the board's power limit)."""
     net = load_network(network)
     count = check_count(count, net)
     check_dtype(dtype)
@@ -385,7 +385,8 @@ def network_latency(network, widths: dict | None = None, gpu="h100-sxm", count: 
         raise ValueError(f"widths: unknown width variables {sorted(unknown)}")
     shapes = [layer_shape(x, count, dtype, in_width=w.get(x.in_var), out_width=w.get(x.out_var), tp=net.tp)
               for x in net.layers]
-    lat = np.array([float(p["latency_s"][0]) for p in predict_many(shapes, lookup_gpu(gpu), backend)])
+    lat = np.array([float(p["latency_s"][0])
+                    for p in predict_many(shapes, lookup_gpu(gpu), backend, sustained=sustained)])
     return float(lat.sum()), lat
 
 
