@@ -256,3 +256,12 @@ def test_parse_range():
     np.testing.assert_array_equal(parse_range("10:20:7", "--n"), [10, 17])
     with pytest.raises(ValueError, match="at most"):
         parse_range("1:100000000", "--n")
+
+
+def test_predict_sustained_takes_the_power_floor(capsys):
+    argv = ["predict", "--m", "4096", "--n", "5504", "--k", "4096"]
+    alone = run_json(argv, capsys)
+    doc = run_json([*argv, "--sustained"], capsys)
+    p = wm.predict_latency(wm.Gemm(4096, 5504, 4096), wm.gpu("h100-sxm"), sustained=True)
+    assert doc["sustained"] is True and alone["sustained"] is False
+    assert doc["latency_s"] == p.latency_s >= alone["latency_s"] and doc["bound"] == p.bound

@@ -34,6 +34,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dilation", type=int, default=1)
     p.add_argument("--groups", type=int, default=1)
     p.add_argument("--dtype", default="fp16", help="fp32 | tf32 | fp16 | bf16 | fp8 | int8 (default fp16)")
+    p.add_argument("--sustained", action="store_true",
+                   help="predict the call as part of a long run of layers: under the board's power limit "
+                        "where the GPU's profile knows it (wavemodel.power)")
     add_gpu_argument(p)
     add_backend_argument(p)
     add_json_argument(p)
@@ -68,9 +71,10 @@ def run(args) -> int:
     spec = gpu(args.gpu)
     shape = shape_from_args(args)
     backend = resolve_backend(args.backend)
-    p = predict_latency(shape, spec, backend)
+    p = predict_latency(shape, spec, backend, sustained=args.sustained)
     if args.json:
-        print_json({"shape": _shape_dict(shape), "gpu": spec.name, **prediction_dict(p)})
+        print_json({"shape": _shape_dict(shape), "gpu": spec.name, "sustained": args.sustained,
+                    **prediction_dict(p)})
         return 0
     cfg = p.config
     rows = [["shape", repr(shape)]]
@@ -82,7 +86,7 @@ def run(args) -> int:
                     f"{'' if p.calibrated else ' (uncalibrated defaults)'}"],
         ["config", f"{cfg.name}: tile {cfg.tile}, cluster {cfg.cluster_m}x{cfg.cluster_n}, "
                    f"split-K {cfg.split_k}, {cfg.threads} threads, {cfg.math}"],
-        ["latency", f"{p.latency_s * 1e6:.2f} us"],
+        ["latency", f"{p.latency_s * 1e6:.2f} us" + (" (sustained run)" if args.sustained else "")],
         ["achieved", f"{p.achieved_flops_per_s / 1e12:.1f} TFLOP/s"],
         ["bound", p.bound],
         ["tiles", p.tiles],
