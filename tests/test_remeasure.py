@@ -83,3 +83,22 @@ def test_rows_missing_a_window_stay_unchanged(tmp_path):
 def test_median_window_is_robust_to_one_slow_window():
     ts = [{"latency_us_median": v} for v in (100.0, 128.0, 101.0)]
     assert R.median_window(ts)["latency_us_median"] == 101.0
+
+
+def test_strided_convs_rotate_over_the_bytes_they_touch():
+    from wavemodel.hardware.calls import conv_touched_bytes
+    from wavemodel.hardware.timing import rotation_count
+
+    # a 1x1 stride-2 conv reads one pixel in four: a quarter of the input, all filters, the output
+    d = dict(n=32, c=256, h=56, w=56, k=64, r=1, s=1, stride=2, padding=0)
+    assert conv_touched_bytes(d) == 2 * (32 * 28 * 28 * 256 + 64 * 256 + 32 * 28 * 28 * 64)
+    # a 3x3 stride-1 pad-1 conv reads its whole input
+    d3 = dict(n=8, c=64, h=28, w=28, k=64, r=3, s=3, stride=1, padding=1)
+    assert conv_touched_bytes(d3) == 2 * (8 * 28 * 28 * 64 + 64 * 9 * 64 + 8 * 28 * 28 * 64)
+    l2 = 50 * 2**20
+    row = {c: str(v) for c, v in d.items()}
+    whole = 2 * (32 * 56 * 56 * 256 + 64 * 256 + 32 * 28 * 28 * 64)          # the old sizing
+    assert R.stale_rotation(row | {"rotation_sets": str(rotation_count(whole, l2))}, "conv", l2)
+    fresh = str(rotation_count(conv_touched_bytes(d), l2))
+    assert not R.stale_rotation(row | {"rotation_sets": fresh}, "conv", l2)
+    assert not R.stale_rotation({"rotation_sets": "1"}, "gemm", l2)          # GEMM sizing unchanged

@@ -56,6 +56,19 @@ def todo_rows(rows: list[dict], backend: str) -> list[int]:
     return [i for i, r in enumerate(rows) if r["backend"] == backend and r["pass"] == "1"]
 
 
+def stale_rotation(row: dict, kind: str, l2_bytes: int, factor: float = 2.0, max_sets: int = 256) -> bool:
+    """Whether the harness now rotates a row's inputs over more sets than it was timed with: a
+    convolution's sets are sized by the bytes it touches (``calls.conv_touched_bytes``), no longer by
+    its whole input, so a strided conv's working set no longer fits in the L2."""
+    if kind != "conv":
+        return False
+    from wavemodel.hardware.calls import conv_touched_bytes
+    from wavemodel.hardware.timing import rotation_count
+
+    d = {c: int(row[c]) for c in S.SHAPE_COLUMNS["conv"]}
+    return int(row["rotation_sets"]) < rotation_count(conv_touched_bytes(d), l2_bytes, factor, max_sets)
+
+
 def read(path: Path) -> tuple[list[str], list[dict]]:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
@@ -63,12 +76,18 @@ def read(path: Path) -> tuple[list[str], list[dict]]:
 
 
 def measure(path: Path, log: Path, backend: str, windows: int, part: tuple[int, int], runner,
-            deadline: float) -> int:
+            deadline: float, only_stale_rotation: bool = False) -> int:
     """Time part ``part = (i, n)`` (the i-th of n contiguous chunks) of the file's selected rows in each
-    window, appending (row, window, timing) to ``log``; returns the rows timed in every window."""
+    window, appending (row, window, timing) to ``log``; returns the rows timed in every window.
+    ``only_stale_rotation``: only the rows ``stale_rotation`` picks."""
     header, rows = read(path)
     kind = kind_of(header)
     todo = todo_rows(rows, backend)
+    if only_stale_rotation:
+        todo = [r for r in todo if stale_rotation(rows[r], kind, runner.l2_bytes, runner.factor,
+                                                   runner.max_sets)]
+        print(f"{path.name} {backend}: {len(todo)} rows timed with fewer rotated sets than the harness "
+              "now uses", file=sys.stderr, flush=True)
     i, n = part
     todo = todo[len(todo) * i // n:len(todo) * (i + 1) // n]
     counts = dict.fromkeys(todo, 0)
@@ -127,6 +146,8 @@ def main(argv=None, runner=None) -> int:
     ap.add_argument("--windows", type=int, default=3)
     ap.add_argument("--part", default="0/1", help="i/n: time only the i-th of n chunks of the rows")
     ap.add_argument("--deadline-s", type=float, default=540.0, help="stop starting rows after this long")
+    ap.add_argument("--stale-rotation", action="store_true",
+                    help="only rows the harness would now rotate over more input sets (strided convs)")
     ap.add_argument("--combine", nargs="*", metavar="LOG", default=None,
                     help="no GPU: write DIR/<name> from these window logs "
                          "(default: DIR/<stem>_<backend>_windows*.csv)")
@@ -155,7 +176,7 @@ def main(argv=None, runner=None) -> int:
             runner = Runner()
         deadline = time.monotonic() + args.deadline_s
         log = out / f"{stem}_part{part[0]}of{part[1]}.csv"
-        done = measure(path, log, args.backend, args.windows, part, runner, deadline)
+        done = measure(path, log, args.backend, args.windows, part, runner, deadline, args.stale_rotation)
         print(f"{path.name} {args.backend} part {args.part}: {done} rows timed in all {args.windows} windows",
               file=sys.stderr, flush=True)
     return 0

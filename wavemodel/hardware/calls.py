@@ -18,6 +18,8 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from ..latency import dram_bytes
+from ..shapes import Conv2d
 from .kernels import conv_output_hw
 from .timing import rotation_count, time_device
 
@@ -25,6 +27,16 @@ ALIGN_BYTES = 512          # every rotated set starts on this boundary, as a fre
 WARM_CALLS = 2             # eager calls before the profiler pass (cuDNN autotunes on the first)
 OUT_BYTES = {"fp16": 2, "bf16": 2, "fp8": 2, "tf32": 4, "fp32": 4}
 IN_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1, "tf32": 4, "fp32": 4}
+
+
+def conv_touched_bytes(d: dict) -> int:
+    """Bytes one fp16 NHWC convolution call touches: the input pixels its filter windows cover (a 1x1
+    stride-2 conv reads a quarter of its input), the filters and the output: ``latency.dram_bytes``,
+    the model's compulsory traffic. Its inputs are rotated until this many bytes per set exceed the
+    rotation target (sizing by the whole input left strided convs' working sets inside the L2)."""
+    shape = Conv2d(n=d["n"], c=d["c"], h=d["h"], w=d["w"], k=d["k"], r=d["r"], s=d["s"], stride=d["stride"],
+                   padding=d["padding"], dtype="fp16")
+    return int(math.ceil(float(dram_bytes(shape))))
 
 
 @dataclass
@@ -220,9 +232,7 @@ class Runner:
     def _cudnn_call(self, job) -> Call:
         torch = self.torch
         d = job.shape_dict
-        p, q = conv_out(d)
-        sets = self._sets(2 * (d["n"] * d["h"] * d["w"] * d["c"] + d["k"] * d["r"] * d["s"] * d["c"]
-                               + d["n"] * p * q * d["k"]))
+        sets = self._sets(conv_touched_bytes(d))
         x = [t.permute(0, 3, 1, 2) for t in self._torch_sets(sets, (d["n"], d["h"], d["w"], d["c"]), "fp16")]
         w = [t.permute(0, 3, 1, 2) for t in self._torch_sets(sets, (d["k"], d["r"], d["s"], d["c"]), "fp16")]
         conv2d, st, pad = torch.nn.functional.conv2d, d["stride"], d["padding"]
@@ -271,8 +281,7 @@ class Runner:
                 return entry.launch(a[j], b[j], c[j])
             return Call(launch, sets, "cupy", keep=[a, b, c])
         p, q = conv_out(d)
-        sets = self._sets(2 * (d["n"] * d["h"] * d["w"] * d["c"] + d["k"] * d["r"] * d["s"] * d["c"]
-                               + d["n"] * p * q * d["k"]))
+        sets = self._sets(conv_touched_bytes(d))
         x = self._cupy_sets(sets, (d["n"], d["h"], d["w"], d["c"]), "fp16")
         w = self._cupy_sets(sets, (d["k"], d["r"], d["s"], d["c"]), "fp16")
         y = self._cupy_sets(sets, (d["n"], p, q, d["k"]), "fp16", fill=False)
