@@ -260,3 +260,82 @@ def test_padding_taps_that_are_zero_filled_move_no_panel_bytes():
     full, zf = (config_latency(g2, c, H100, UNCALIBRATED, plain, _Shared(g2, plain))
                 for g2 in [plain.gemm()] for c in (cfg, free))
     assert zf["l2_s"] == full["l2_s"]
+
+
+def brute_panel_rows(m, n, tile_m, tile_n):
+    """Mean over every tile of the rows of its A (B) panel inside the problem, counted tile by tile."""
+    rows_m = [min(tile_m, m - i) for i in range(0, m, tile_m)]
+    rows_n = [min(tile_n, n - j) for j in range(0, n, tile_n)]
+    total_a = sum(a for a in rows_m for _ in rows_n)
+    total_b = sum(b for _ in rows_m for b in rows_n)
+    tiles = len(rows_m) * len(rows_n)
+    return total_a / tiles, total_b / tiles
+
+
+@pytest.mark.parametrize("m, n", [(1, 1), (128, 64), (129, 65), (25088, 24), (1568, 1472), (300, 1000)])
+def test_valid_panel_rows_equal_counting_every_tile(m, n):
+    from wavemodel.latency import valid_panel_rows
+    cfg = wm.KernelConfig(name="ef", tile_m=128, tile_n=64, tile_k=32, threads=128, regs_per_thread=128,
+                          smem_per_block_bytes=49152, edge_loads_free=True)
+    g = wm.Gemm(m=m, n=n, k=64)
+    tiles_m, tiles_n = np.ceil(m / 128), np.ceil(n / 64)
+    rows = valid_panel_rows(cfg, g, tiles_m, tiles_n)
+    assert rows == pytest.approx(brute_panel_rows(m, n, 128, 64), rel=1e-12)
+    # off (the default): the full tile's rows, whatever the problem
+    assert valid_panel_rows(dataclasses.replace(cfg, edge_loads_free=False), g, tiles_m, tiles_n) == (128, 64)
+
+
+def test_edge_rows_that_are_zero_filled_move_no_panel_bytes():
+    from wavemodel.calibration import UNCALIBRATED
+    from wavemodel.latency import _Shared, config_latency, panel_bytes_per_k_tile
+    cfg = wm.KernelConfig(name="ef", kind="conv", tile_m=128, tile_n=128, tile_k=32, threads=128,
+                          regs_per_thread=128, smem_per_block_bytes=65536, efficiency=0.8)
+    free = dataclasses.replace(cfg, edge_loads_free=True)
+    conv = wm.Conv2d(n=32, c=256, h=56, w=56, k=24, r=1, s=1, stride=2)    # M = 25088 = 196 full tiles
+    g = conv.gemm()
+    full, ef = (config_latency(g, c, H100, UNCALIBRATED, conv, _Shared(g, conv)) for c in (cfg, free))
+    a, b = panel_bytes_per_k_tile(cfg, "fp16", 128, 0)[0], panel_bytes_per_k_tile(cfg, "fp16", 0, 128)[0]
+    assert ef["l2_s"] / full["l2_s"] == pytest.approx((a + b * 24 / 128) / (a + b), rel=1e-12)
+    assert ef["ingest_s"] < full["ingest_s"] and ef["compute_s"] == full["compute_s"]   # the tile's math
+    # whole tiles: nothing changes
+    whole = dataclasses.replace(conv, k=256)
+    g2 = whole.gemm()
+    full, ef = (config_latency(g2, c, H100, UNCALIBRATED, whole, _Shared(g2, whole)) for c in (cfg, free))
+    assert ef["l2_s"] == pytest.approx(full["l2_s"], rel=1e-12)
+    # a GEMM configuration without the flag (every library one) is unchanged
+    assert not wm.KernelConfig(name="x", tile_m=128, tile_n=128, tile_k=32, threads=128, regs_per_thread=128,
+                               smem_per_block_bytes=0).edge_loads_free
+
+
+def test_overlap_forms():
+    from wavemodel.latency import overlapped_s
+    c, m = np.array([1.0, 2.0, 1.0, 5.0]), np.array([2.0, 1.0, 1.0, 0.0])
+    # no unhidden share: the longer, smooth or not
+    np.testing.assert_array_equal(overlapped_s(c, m, 0.0), [2, 2, 1, 5])
+    np.testing.assert_array_equal(overlapped_s(c, m, 0.0, smooth=True), [2, 2, 1, 5])
+    # max + u * min
+    np.testing.assert_allclose(overlapped_s(c, m, 0.4), [2.4, 2.4, 1.4, 5.0], rtol=1e-15)
+    # the p-norm: (1 + u) x where the two are equal, symmetric, the longer where one is 0, between
+    # the longer and max + u * min elsewhere; u = 1 (p = 1) is the sum
+    s = overlapped_s(c, m, 0.4, smooth=True)
+    assert s[2] == pytest.approx(1.4, rel=1e-12) and s[3] == 5.0 and s[0] == s[1]
+    p = np.log(2) / np.log(1.4)
+    assert s[0] == pytest.approx((1 + 2 ** p) ** (1 / p), rel=1e-12) and 2 < s[0] < 2.4
+    np.testing.assert_allclose(overlapped_s(c, m, 1.0, smooth=True), c + m, rtol=1e-12)
+    # the shorter stream hides ever more completely as the longer dominates
+    r = np.array([0.9, 0.5, 0.2, 0.05])
+    share = (overlapped_s(1.0, r, 0.4, smooth=True) - 1.0) / r
+    assert np.all(np.diff(share) < 0) and share[0] < 0.4
+
+
+def test_smooth_overlap_off_leaves_the_model_unchanged():
+    from wavemodel.calibration import UNCALIBRATED
+    from wavemodel.latency import _Shared, config_latency
+    cfg = wm.KernelConfig(name="so", tile_m=128, tile_n=128, tile_k=32, threads=128, regs_per_thread=128,
+                          smem_per_block_bytes=65536, efficiency=0.8, unhidden_fraction=0.4)
+    g = wm.Gemm(m=np.array([512, 4096, 8192]), n=4096, k=np.array([64, 4096, 256]))
+    t = config_latency(g, cfg, H100, UNCALIBRATED, g, _Shared(g, g))
+    longer, shorter = np.maximum(t["compute_s"], t["memory_s"]), np.minimum(t["compute_s"], t["memory_s"])
+    np.testing.assert_allclose(t["latency_s"], t["fixed_s"] + longer + 0.4 * shorter, rtol=1e-14)
+    s = config_latency(g, dataclasses.replace(cfg, smooth_overlap=True), H100, UNCALIBRATED, g, _Shared(g, g))
+    assert np.all(s["latency_s"] <= t["latency_s"]) and np.all(s["latency_s"] >= t["fixed_s"] + longer)

@@ -59,6 +59,8 @@ class KernelConfig:
     #                                    B's (N) rows are not 16-byte aligned (0: loads always vectors)
     channel_traffic_factor: float = 1.0  # conv: L2 -> SM traffic multiplier where C is off 32-byte sectors
     padding_loads_free: bool = False   # conv: taps in the padding are zero-filled, not loaded (A panel)
+    edge_loads_free: bool = False      # A rows past M and B rows past N are zero-filled, not loaded
+    smooth_overlap: bool = False       # math and memory combine as a p-norm, not max + unhidden * min
     l2_bandwidth_bytes_per_s: float = 0.0  # what this kernel's loads draw out of L2 (0: the profile's)
     sm_bandwidth_bytes_per_s: float = 0.0  # ... and into one SM (0: the profile's)
     tile_m_granule: int = 0            # problem-sized M tile (0: off): per shape the smallest multiple of

@@ -35,10 +35,20 @@ For one kernel configuration the time of a call is
   padding instead of loading them (``padding_loads_free``: our tc_f16_conv passes cp.async a source
   size of 0 there), its A panel moves only the share of rows inside the input
   (``valid_tap_fraction``: 0.82 for a 3x3 pad-1 filter over 7x7 images, 0.98 over 112x112).
+  Where it zero-fills the rows of an edge tile that lie past M (A) or N (B) the same way
+  (``edge_loads_free``: tc_f16_conv's row masks), a tile's panels move only its valid rows, on average
+  ``M / tiles_m`` and ``N / tiles_n`` (``valid_panel_rows``): a conv with K = 24 output channels
+  streams a 24-row filter panel, not 128 rows.
 - where a family's ``unhidden_fraction`` is set, that share of the shorter of ``t_compute`` and
   ``max(t_dram, t_l2)`` adds to the longer: the pipeline hides operand streaming and C's stores under
   the math (or the math under the streams) only in part where the two are of a size (our 1- and
-  2-block-per-SM ``mma.sync`` kernels leave about half unhidden, fitted).
+  2-block-per-SM ``mma.sync`` kernels leave about half unhidden, fitted). Where a configuration has
+  ``smooth_overlap`` the two combine instead as the p-norm ``(t_compute**p + t_memory**p)**(1/p)``,
+  ``p = ln 2 / ln(1 + unhidden_fraction)`` (``overlapped_s``): the same share unhidden where the two
+  are equal, but the shorter stream hides ever more completely as the longer dominates (it stalls the
+  math only where its requests queue behind the other's), where ``max + unhidden * min`` keeps
+  charging a fixed share of it (our convs, fitted: a third unhidden at equal sizes; with the stream
+  at half the math, 7 % added rather than 16 %).
 - ``kernel_fixed`` is one kernel's launch (in a CUDA graph), start-up and drain; where a family's
   ``cta_dispatch_s`` is set, plus that much per CTA of the first wave (``min(tiles, wave_size)``):
   a full grid finishes later than a few CTAs of the same tile. Our block timelines
@@ -192,6 +202,44 @@ def valid_tap_fraction(shape: Gemm | Conv2d):
 
     share = along(shape.h, shape.p, shape.r) * along(shape.w, shape.q, shape.s)
     return share if np.ndim(share) else float(share)
+
+
+def valid_panel_rows(cfg: KernelConfig, g: Gemm, tiles_m, tiles_n, tile_m=None):
+    """Rows of a tile's A and B panels that move bytes, on average over the call's tiles (arrays broadcast).
+
+    A kernel that zero-fills the rows of its edge tiles beyond the problem (``edge_loads_free``:
+    tc_f16_conv passes cp.async a source size of 0 for A rows past ``M`` and filter rows past ``N``)
+    loads ``M / tiles_m`` rows of A and ``N / tiles_n`` rows of B per tile on average, not ``tile_m``
+    and ``tile_n`` (K = 24 output channels: a 24-row filter panel in a 128-wide tile). Otherwise the
+    full tile's rows (``tile_m``, or the problem-sized ``tile_m`` given, and ``tile_n``).
+    """
+    tm = cfg.tile_m if tile_m is None else tile_m
+    if not cfg.edge_loads_free:
+        return tm, cfg.tile_n
+    f = np.float64
+    rows_m = np.asarray(g.m, dtype=f) / tiles_m
+    rows_n = np.asarray(g.n, dtype=f) / tiles_n
+    return np.minimum(rows_m, tm), np.minimum(rows_n, cfg.tile_n)
+
+
+def overlapped_s(compute_s, memory_s, unhidden_fraction: float, smooth: bool = False):
+    """Busy time of a kernel whose math takes ``compute_s`` and memory streams ``memory_s`` (arrays
+    broadcast).
+
+    Without ``unhidden_fraction``: the longer of the two (the pipeline hides the shorter). With it, the
+    longer plus that share of the shorter; or, ``smooth``, the p-norm ``(c**p + m**p)**(1/p)`` with
+    ``p = ln 2 / ln(1 + unhidden_fraction)``: ``(1 + unhidden_fraction)`` times either where the two
+    are equal, tending to the longer as it dominates (the shorter stream's stalls, requests queued
+    behind the other's, fade as it shrinks).
+    """
+    longer = np.maximum(compute_s, memory_s)
+    if not unhidden_fraction:
+        return longer
+    shorter = np.minimum(compute_s, memory_s)
+    if not smooth:
+        return longer + unhidden_fraction * shorter
+    p = math.log(2.0) / math.log1p(unhidden_fraction)
+    return longer * (1.0 + (shorter / longer) ** p) ** (1.0 / p)
 
 
 class _Shared:
@@ -357,16 +405,16 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     dram = sh.dram_s(cfg, gpu)
     factor = panel_traffic_factor(cfg, sh.shape, g.dtype)
     l2_bw, sm_bw = profile.l2_bandwidth(gpu, cfg), profile.sm_bandwidth(gpu, cfg)
-    loaded_m = tm                           # rows of the A panel that move
+    loaded_m, loaded_n = valid_panel_rows(cfg, g, tiles_m, tiles_n, tm)   # rows of A and B that move
     if cfg.padding_loads_free:  # a conv's taps in the padding are zero-filled: those rows move no bytes
-        loaded_m = tm * sh.memo("taps", lambda: valid_tap_fraction(sh.shape))
+        loaded_m = loaded_m * sh.memo("taps", lambda: valid_tap_fraction(sh.shape))
     if cfg.tile_m_granule and np.ndim(factor) == 0:   # affine in the problem-sized tm: two passes each
         row_l2, row_sm = panel_bytes_per_k_tile(cfg, g.dtype, 1, 0)
-        rest_l2, rest_sm = panel_bytes_per_k_tile(cfg, g.dtype, 0, tn)
+        rest_l2, rest_sm = panel_bytes_per_k_tile(cfg, g.dtype, 0, loaded_n)
         per_l2 = loaded_m * (row_l2 * factor / l2_bw) + rest_l2 * factor / l2_bw      # seconds per K tile
         per_sm = loaded_m * (row_sm * factor / sm_bw) + rest_sm * factor / sm_bw
     else:
-        from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, loaded_m, tn)
+        from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, loaded_m, loaded_n)
         if np.ndim(factor) or factor != 1:
             from_l2, into_sm = from_l2 * factor, into_sm * factor
         per_l2, per_sm = from_l2 / l2_bw, into_sm / sm_bw
@@ -383,9 +431,8 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     # each CTA of the first wave adds its start-up under contention (module docstring)
     dispatch = np.minimum(tiles, ws.wave_size) * cfg.cta_dispatch_s if cfg.cta_dispatch_s else 0.0
     fixed = fixed + dispatch
-    busy = np.maximum(compute, memory)
-    if cfg.unhidden_fraction:   # the pipeline hides only part of the shorter stream under the longer
-        busy = busy + cfg.unhidden_fraction * np.minimum(compute, memory)
+    # the pipeline hides only part of the shorter stream under the longer (module docstring)
+    busy = overlapped_s(compute, memory, cfg.unhidden_fraction, cfg.smooth_overlap)
     return dict(latency_s=fixed + busy, compute_s=compute, memory_s=memory,
                 dram_s=dram, l2_s=l2, ingest_s=ingest, fixed_s=fixed, memset_s=memset, dispatch_s=dispatch,
                 tile_m=tm, stats=ws)

@@ -21,7 +21,8 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
     E         = busiest * batch * m * n / tiles * out_bytes * s / store_rate   # epilogue (mean tile)
                 (s = scalar_store_factor where n % (16 / out_bytes) != 0, else 1: element-wise stores)
     L2        = tiles * panel_bytes * f * k_iters / l2_bandwidth           # A, B panels out of L2
-                (a conv kernel that zero-fills padding taps: A's rows times the share of taps inside)
+                (a conv kernel that zero-fills padding taps: A's rows times the share of taps inside;
+                 one that zero-fills edge rows: m / tiles_m rows of A, n / tiles_n of B, continuous)
     I         = busiest * panel_bytes * f * k_iters / sm_bandwidth        # (bandwidths: the kernel's own
                 (f: a conv's channel_traffic_factor where C is off 32-byte sectors, else 1)   # or the GPU's)
     D         = dram_bytes / (dram_bandwidth * bandwidth_efficiency)      # affine in d
@@ -30,6 +31,8 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
                 + Min(tiles, wave_size) * cta_dispatch                      # and the first wave's dispatch
     latency   = F + Piecewise((C, C >= M), (M, True)),  M = Max(D, L2, I)
                 + unhidden_fraction * Min(C, M)                             # where a profile sets it
+                (smooth_overlap: F + Max(C, M) * (1 + (Min(C, M) / Max(C, M))**p)**(1/p),
+                 p = ln 2 / ln(1 + unhidden_fraction))
 
 (``E`` is 0 where the configuration has no store rate.) ``C``, ``L2`` and ``I`` are written out from
 the tile and wave arithmetic. ``D`` and ``F`` are affine in every dimension and are taken from the
@@ -215,8 +218,12 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     compute = compute + epilogue
     # a conv's A rows of taps in the padding move no bytes where its kernel zero-fills them: their
     # share depends on the image and filter, not on the free dimension (output channels)
-    loaded_m = tm * float(valid_tap_fraction(shape)) if cfg.padding_loads_free else tm
-    from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, loaded_m, cfg.tile_n)
+    loaded_m, loaded_n = tm, sp.Integer(cfg.tile_n)
+    if cfg.edge_loads_free:       # an edge tile's rows past M (N) move no bytes: a tile's mean valid rows
+        loaded_m, loaded_n = sp.Min(m / tiles_m, tm), sp.Min(n / tiles_n, cfg.tile_n)   # (continuous)
+    if cfg.padding_loads_free:
+        loaded_m = loaded_m * float(valid_tap_fraction(shape))
+    from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, loaded_m, loaded_n)
     factor = float(panel_traffic_factor(cfg, shape, g.dtype))   # a conv's C: not the free dimension
     l2 = tiles * k_iters * sp.sympify(factor * from_l2 / profile.l2_bandwidth(gpu, cfg)).evalf()
     ingest = busiest * k_iters * sp.sympify(factor * into_sm / profile.sm_bandwidth(gpu, cfg)).evalf()
@@ -235,7 +242,11 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     fixed = fixed_affine + memset + dispatch
     memory = sp.Max(dram, l2, ingest)
     latency = fixed + sp.Piecewise((compute, compute >= memory), (memory, True))
-    if cfg.unhidden_fraction:     # the part of the shorter stream the pipeline does not hide
+    if cfg.unhidden_fraction and cfg.smooth_overlap:    # the p-norm of the two (latency.overlapped_s)
+        p = sp.Float(math.log(2.0) / math.log1p(cfg.unhidden_fraction))
+        longer = sp.Max(compute, memory)
+        latency = fixed + longer * (1 + (sp.Min(compute, memory) / longer) ** p) ** (1 / p)
+    elif cfg.unhidden_fraction:   # the part of the shorter stream the pipeline does not hide
         latency = latency + sp.Float(cfg.unhidden_fraction) * sp.Min(compute, memory)
     held = dict(tiles=tiles, waves=waves, tail_blocks_per_sm=tail_bps, busiest_tiles=busiest,
                 k_iters=k_iters, compute_s=compute, epilogue_s=epilogue, l2_s=l2, ingest_s=ingest,
