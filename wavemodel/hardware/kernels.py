@@ -94,6 +94,10 @@ class OwnKernel:
             kind=self.kind, family=self.name, source=f"kernels/{self.source_file} {' '.join(self.options)}",
             # tc_f16_conv zero-fills the taps in the padding (cp.async source size 0): no bytes move
             padding_loads_free=self.kind == "conv",
+            # the GEMMs' calls end with an interior tile's epilogue; the tensor-core GEMMs store C
+            # straight from registers after the main loop (no overlap with it): see own.toml
+            last_tile_full=self.kind == "gemm",
+            epilogue_drains_c=self.kind == "gemm" and self.math == "tensor",
         )
 
     # ------------------------------------------------------------------ device side
