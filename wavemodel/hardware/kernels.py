@@ -94,10 +94,12 @@ class OwnKernel:
             kind=self.kind, family=self.name, source=f"kernels/{self.source_file} {' '.join(self.options)}",
             # tc_f16_conv zero-fills the taps in the padding (cp.async source size 0): no bytes move
             padding_loads_free=self.kind == "conv",
-            # the GEMMs' calls end with an interior tile's epilogue; the tensor-core GEMMs store C
-            # straight from registers after the main loop (no overlap with it): see own.toml
+            # the GEMMs' calls end with an interior tile's epilogue; the one-block-per-SM tensor-core
+            # GEMMs store C from registers after the main loop with no other block resident to run
+            # meanwhile, so C's DRAM writes are not hidden: see own.toml
             last_tile_full=self.kind == "gemm",
-            epilogue_drains_c=self.kind == "gemm" and self.math == "tensor",
+            epilogue_drains_c=self.kind == "gemm" and self.math == "tensor"
+            and dict(self.defines)["MIN_BLOCKS"] == 1,
         )
 
     # ------------------------------------------------------------------ device side
