@@ -70,6 +70,8 @@ def dram_s(shape, cfg, gpu):
     """The model's DRAM term (affine in every dimension), for the brute force below."""
     cfg = calibration.profile_for(gpu, cfg.name).apply(cfg)
     dram = dram_bytes(shape, cfg.split_k) / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
+    if not (cfg.write_bandwidth_efficiency or cfg.epilogue_drains_c or cfg.scalar_write_bytes_per_s):
+        return dram
     written = shape.batch * np.asarray(shape.m, dtype=float) * shape.n * DTYPE_OUT_BYTES[shape.dtype]
     if cfg.write_bandwidth_efficiency:
         dram = dram + written * (1 / cfg.write_bandwidth_efficiency - 1 / cfg.bandwidth_efficiency) / (
