@@ -70,10 +70,18 @@ def dram_s(shape, cfg, gpu):
     """The model's DRAM term (affine in every dimension), for the brute force below."""
     cfg = calibration.profile_for(gpu, cfg.name).apply(cfg)
     dram = dram_bytes(shape, cfg.split_k) / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
+    if not (cfg.write_bandwidth_efficiency or cfg.epilogue_drains_c or cfg.scalar_write_bytes_per_s):
+        return dram
+    written = shape.batch * np.asarray(shape.m, dtype=float) * shape.n * DTYPE_OUT_BYTES[shape.dtype]
     if cfg.write_bandwidth_efficiency:
-        written = shape.batch * np.asarray(shape.m, dtype=float) * shape.n * DTYPE_OUT_BYTES[shape.dtype]
         dram = dram + written * (1 / cfg.write_bandwidth_efficiency - 1 / cfg.bandwidth_efficiency) / (
             gpu.dram_bandwidth_bytes_per_s)
+    if cfg.epilogue_drains_c:     # C's writes are the epilogue's, not the DRAM term's
+        dram = dram - written / (gpu.dram_bandwidth_bytes_per_s * (
+            cfg.write_bandwidth_efficiency or cfg.bandwidth_efficiency))
+    if cfg.scalar_write_bytes_per_s:    # element-wise C writes where n is off 16 bytes (its alignment at d)
+        misaligned = np.asarray(shape.n) % (16 // DTYPE_OUT_BYTES[shape.dtype]) != 0
+        dram = dram + misaligned * written / cfg.scalar_write_bytes_per_s
     return dram
 
 
@@ -96,16 +104,28 @@ def epilogue_growth(p, g: wm.Gemm, cfg, gpu):
     with tiles held at d - 1.
     """
     cfg = calibration.profile_for(gpu, cfg.name).apply(cfg)
-    if not cfg.store_bytes_per_s:
+    if not cfg.store_bytes_per_s and not cfg.epilogue_drains_c:
         return 0.0
     waves, tiles = np.asarray(p.waves), np.asarray(p.tiles)
     full = (waves - 1) * np.asarray(p.wave_size)
     busiest = (waves - 1) * np.asarray(p.blocks_per_sm) + -(-(tiles - full) // gpu.sm_count)
-    outputs = g.batch * np.asarray(g.m, dtype=float) * np.asarray(g.n, dtype=float) * DTYPE_OUT_BYTES[g.dtype]
-    vector = 16 // DTYPE_OUT_BYTES[g.dtype]          # element-wise stores where rows of C are misaligned
-    outputs = outputs * np.where(np.asarray(g.n) % vector == 0, 1.0, cfg.scalar_store_factor)
-    outputs = np.broadcast_to(outputs, busiest.shape).astype(float)
-    return busiest[:-1] * np.diff(outputs) / tiles[:-1] / cfg.store_bytes_per_s
+    out_b = DTYPE_OUT_BYTES[g.dtype]
+    m, n = (np.broadcast_to(np.asarray(v, dtype=float), busiest.shape) for v in (g.m, g.n))
+    factor = np.where(n % (16 // out_b) == 0, 1.0, cfg.scalar_store_factor)   # element-wise stores
+    outputs = g.batch * m * n * out_b
+    interior = np.minimum(m, cfg.tile_m) * np.minimum(n, cfg.tile_n) * out_b    # a full tile's bytes
+
+    def epilogue(i, held):       # the busiest SM's epilogue with d's outputs at i, tile counts at held
+        valid = outputs[i] / tiles[held]
+        stored = busiest[held] * valid + (interior[i] - valid if cfg.last_tile_full else 0.0)
+        e = stored * factor[i] / cfg.store_bytes_per_s if cfg.store_bytes_per_s else 0.0 * stored
+        if cfg.epilogue_drains_c:     # at least C's DRAM writes
+            e = np.maximum(e, outputs[i] / (gpu.dram_bandwidth_bytes_per_s * (
+                cfg.write_bandwidth_efficiency or cfg.bandwidth_efficiency)))
+        return e
+
+    now, before = slice(1, None), slice(None, -1)
+    return epilogue(now, before) - epilogue(before, before)
 
 
 def scalar_load_growth(p, g: wm.Gemm, cfg, gpu):

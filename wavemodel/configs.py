@@ -4,7 +4,8 @@ A ``KernelConfig`` is what the model needs to know about one kernel: its CTA til
 registers and shared memory (for occupancy), pipeline stages, cluster shape, split-K factor, which
 unit does the math, and the model parameters that calibration fits (``efficiency``,
 ``tile_overhead_s``, ``kernel_fixed_s``, ``single_block_speedup``, ``bandwidth_efficiency``,
-``store_bytes_per_s``, ``scalar_store_factor``, ``scalar_load_bytes_per_s``, ``unhidden_fraction``, ...:
+``store_bytes_per_s``, ``scalar_store_factor``, ``scalar_load_bytes_per_s``, ``scalar_write_bytes_per_s``,
+``unhidden_fraction``, ...:
 ``FITTED_FIELDS``).
 Catalogues live in ``data/configs/*.toml``: ``own.toml`` for our kernels (registers as the compiler
 reports them for sm_90) and one file per library and architecture family for cuBLAS / cuDNN.
@@ -57,6 +58,10 @@ class KernelConfig:
     scalar_store_factor: float = 1.0   # epilogue slowdown where C's rows are not 16-byte aligned
     scalar_load_bytes_per_s: float = 0.0  # one SM's element-wise operand load rate where A's (K) or
     #                                    B's (N) rows are not 16-byte aligned (0: loads always vectors)
+    scalar_write_bytes_per_s: float = 0.0  # the memory system's rate, all SMs together, for C's element-wise
+    #                                    writes where its rows are not 16-byte aligned (0: no such term)
+    last_tile_full: bool = False       # the busiest SM's last tile stores a full interior tile, not the mean
+    epilogue_drains_c: bool = False    # C's DRAM writes happen in the epilogue, after the main loop
     channel_traffic_factor: float = 1.0  # conv: L2 -> SM traffic multiplier where C is off 32-byte sectors
     padding_loads_free: bool = False   # conv: taps in the padding are zero-filled, not loaded (A panel)
     edge_loads_free: bool = False      # A rows past M and B rows past N are zero-filled, not loaded
@@ -88,7 +93,8 @@ class KernelConfig:
             raise ValueError(f"scalar_store_factor: must be >= 1, got {self.scalar_store_factor!r}")
         if self.channel_traffic_factor < 1:
             raise ValueError(f"channel_traffic_factor: must be >= 1, got {self.channel_traffic_factor!r}")
-        for name in ("l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s", "scalar_load_bytes_per_s"):
+        for name in ("l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s", "scalar_load_bytes_per_s",
+                     "scalar_write_bytes_per_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
         if self.store_bytes_per_s < 0:

@@ -16,15 +16,22 @@ For one kernel configuration the time of a call is
   (prologue, pipeline fill) and, where a family's ``store_bytes_per_s`` is set, its epilogue: a tile's
   valid outputs (the call's outputs over its tiles: edge tiles store only their valid part) at that
   rate, ``scalar_store_factor`` times slower where rows of C are not 16-byte aligned (element-wise
-  stores). Where a family's ``scalar_load_bytes_per_s`` is set, every K tile also costs the bytes of
-  each operand panel whose rows are not 16-byte aligned (A where K, B where N is not a multiple of
-  ``16 / in_bytes``) at that rate: the kernel loads those element-wise, four instructions and their
-  bounds checks for each vector, issued by the schedulers that do the math (``scalar_load_s``).
+  stores); where ``last_tile_full`` is set the last of them is a full interior tile (the call ends
+  with its slowest tile: ``epilogue_bytes``). Where ``epilogue_drains_c`` is set, C's DRAM writes are
+  the epilogues' and not the DRAM term's: the busiest SM's epilogues last at least the call's C
+  writes at the DRAM write rate (``c_write_s``; a kernel that stores C from registers after its main
+  loop cannot hide them under it). Where a family's ``scalar_load_bytes_per_s`` is set, every K tile
+  also costs the bytes of each operand panel whose rows are not 16-byte aligned (A where K, B where N
+  is not a multiple of ``16 / in_bytes``) at that rate: the kernel loads those element-wise, four
+  instructions and their bounds checks for each vector, issued by the schedulers that do the math
+  (``scalar_load_s``).
 - ``t_dram`` is the compulsory DRAM traffic (each operand read once, the output written once, split-K
   partials written and read back; for a convolution the real activation, filter and output tensors)
   at ``bandwidth_efficiency`` of the DRAM bandwidth; where a family's ``write_bandwidth_efficiency``
   is set, the output's writes at that fraction instead (reads and writes share the DRAM, so the two
-  times add: write-bound small-K GEMMs store C at well under the read bandwidth).
+  times add: write-bound small-K GEMMs store C at well under the read bandwidth). Where a family's
+  ``scalar_write_bytes_per_s`` is set and rows of C are not 16-byte aligned, C's element-wise writes
+  (partial-sector writes, every SM's together) add their time at that rate (``scalar_write_s``).
 - ``t_l2`` is the traffic into the SMs: every tile streams its A and B panels (``(tile_m + tile_n) x
   K`` elements) out of L2, all tiles through the L2's bandwidth (panels a cluster shares are read
   once and multicast), and the busiest SM's tiles through what one SM can ingest; so small tiles,
@@ -355,6 +362,55 @@ def scalar_load_s(sh: _Shared, cfg: KernelConfig, tiles_m, tiles_n, dtype: str):
     return rows * (cfg.tile_k * in_b / cfg.scalar_load_bytes_per_s)
 
 
+def epilogue_bytes(sh: _Shared, cfg: KernelConfig, busiest, tiles, tile_m, tile_n):
+    """Bytes of C the busiest SM's tiles store in their epilogues (``busiest`` tiles; arrays broadcast).
+
+    A tile stores its valid outputs: on average the call's outputs over its tiles (edge tiles store
+    only their valid part). Where ``cfg.last_tile_full`` is set, the last of them is an interior tile
+    storing a full ``min(M, tile_m) x min(N, tile_n)``: the call ends with its slowest tile, and an
+    edge tile's shorter epilogue ends before it (our GEMMs' half2 / float4 epilogues: a one-wave call
+    of a 128-row tile of 48 columns stores as long as its 48-column interior tiles, not its mean).
+    Where rows of C are not 16-byte aligned every byte counts ``scalar_store_factor`` times
+    (element-wise stores).
+    """
+    out_b = DTYPE_OUT_BYTES[sh.g.dtype]
+    valid = sh.outputs() / tiles * out_b
+    stored = busiest * valid
+    if cfg.last_tile_full:
+        stored = stored + (np.minimum(sh.m, tile_m) * np.minimum(sh.n, tile_n) * out_b - valid)
+    if cfg.scalar_store_factor != 1:    # rows of C not 16-byte aligned: element-wise stores
+        stored = stored * np.where(sh.n % (16 // out_b) == 0, 1.0, cfg.scalar_store_factor)
+    return stored
+
+
+def c_write_s(sh: _Shared, cfg: KernelConfig, gpu: GPUSpec):
+    """DRAM time of the call's C writes: its outputs at ``write_bandwidth_efficiency`` (else
+    ``bandwidth_efficiency``) of the DRAM bandwidth, the part of ``dram_s`` that C's writes take.
+
+    Where ``cfg.epilogue_drains_c`` is set the writes are not hidden under the main loop: a tile
+    issues its stores only after its last K tile, the tiles of a wave reach their epilogues together,
+    so the busiest SM's epilogues last at least as long as C takes to drain to DRAM (our tensor-core
+    GEMMs: an output-heavy 7536 x 3272 x 344 call takes the math plus the writes, 94 us, not the
+    longer of the two).
+    """
+    rate = gpu.dram_bandwidth_bytes_per_s * (cfg.write_bandwidth_efficiency or cfg.bandwidth_efficiency)
+    return sh.outputs() * DTYPE_OUT_BYTES[sh.g.dtype] / rate
+
+
+def scalar_write_s(sh: _Shared, cfg: KernelConfig):
+    """Memory-system time of C's element-wise writes where its rows are not 16-byte aligned (0 elsewhere).
+
+    A kernel that stores C as 16-byte vectors where N allows falls back to one store per element
+    elsewhere: four partial-sector writes for each vector's bytes, which the L2 slices and DRAM serve
+    for all SMs together at ``scalar_write_bytes_per_s`` (fitted), in the DRAM stream's time beside
+    the operand reads (our SIMT kernels: a one-wave 1332 x 527 x 21 call with a tile on 99 SMs takes
+    10 us where 12 such tiles take 6).
+    """
+    out_b = DTYPE_OUT_BYTES[sh.g.dtype]
+    misaligned = np.where(sh.n % (16 // out_b) == 0, 0.0, 1.0)
+    return misaligned * sh.outputs() * (out_b / cfg.scalar_write_bytes_per_s)
+
+
 def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibration.Profile,
                    shape: Gemm | Conv2d | None = None, shared: _Shared | None = None) -> dict:
     """Model terms (arrays broadcast over ``g``'s dimensions) for one configuration.
@@ -395,14 +451,17 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
         compute = k_iters * (t_iter * (full_waves * bps + tail_slots))
     if cfg.tile_overhead_s:                                 # each tile pays its prologue and epilogue
         compute = compute + busiest * cfg.tile_overhead_s
+    epilogue = 0.0
     if cfg.store_bytes_per_s:   # each of its tiles stores its valid part of C after its main loop
-        valid = sh.outputs() / tiles * DTYPE_OUT_BYTES[g.dtype]     # on average: edge tiles store less
-        if cfg.scalar_store_factor != 1:    # rows of C not 16-byte aligned: element-wise stores
-            vector = 16 // DTYPE_OUT_BYTES[g.dtype]
-            valid = valid * np.where(sh.n % vector == 0, 1.0, cfg.scalar_store_factor)
-        compute = compute + busiest * valid / cfg.store_bytes_per_s
-
+        epilogue = epilogue_bytes(sh, cfg, busiest, tiles, tm, tn) / cfg.store_bytes_per_s
     dram = sh.dram_s(cfg, gpu)
+    written = 0.0
+    if cfg.epilogue_drains_c:   # C's writes leave in the epilogues, not under the main loops
+        written = c_write_s(sh, cfg, gpu)
+        epilogue = np.maximum(epilogue, written)
+        dram = dram - written                               # the DRAM stream keeps the reads
+    compute = compute + epilogue
+    scalar_write = scalar_write_s(sh, cfg) if cfg.scalar_write_bytes_per_s else 0.0
     factor = panel_traffic_factor(cfg, sh.shape, g.dtype)
     l2_bw, sm_bw = profile.l2_bandwidth(gpu, cfg), profile.sm_bandwidth(gpu, cfg)
     loaded_m, loaded_n = valid_panel_rows(cfg, g, tiles_m, tiles_n, tm)   # rows of A and B that move
@@ -420,7 +479,7 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
         per_l2, per_sm = from_l2 / l2_bw, into_sm / sm_bw
     l2 = tiles * k_iters * per_l2
     ingest = busiest * k_iters * per_sm
-    memory = np.maximum(dram, np.maximum(l2, ingest))
+    memory = np.maximum(dram + scalar_write, np.maximum(l2, ingest))
 
     # extra kernels: a split-K reduction; a persistent kernel with more tiles than CTAs first zeroes
     # its tile counter with a memset (670 of the 671 memsets in the H100 cuBLAS data)
@@ -435,7 +494,7 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     busy = overlapped_s(compute, memory, cfg.unhidden_fraction, cfg.smooth_overlap)
     return dict(latency_s=fixed + busy, compute_s=compute, memory_s=memory,
                 dram_s=dram, l2_s=l2, ingest_s=ingest, fixed_s=fixed, memset_s=memset, dispatch_s=dispatch,
-                tile_m=tm, stats=ws)
+                epilogue_s=epilogue, c_write_s=written, scalar_write_s=scalar_write, tile_m=tm, stats=ws)
 
 
 def bound_of(compute_s, memory_s, fixed_s) -> np.ndarray | str:

@@ -19,14 +19,18 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
                 + busiest * tile_overhead + E                               # wave-quantised compute
                 (with a k_iter_latency: each wave's math at least k_iters * k_iter_latency)
     E         = busiest * batch * m * n / tiles * out_bytes * s / store_rate   # epilogue (mean tile)
-                (s = scalar_store_factor where n % (16 / out_bytes) != 0, else 1: element-wise stores)
+                (s = scalar_store_factor where n % (16 / out_bytes) != 0, else 1: element-wise stores;
+                 with last_tile_full one of the busiest tiles is Min(m, tile_m) * Min(n, tile_n) instead;
+                 with epilogue_drains_c E is at least W, C's DRAM write time, affine in d)
     L2        = tiles * panel_bytes * f * k_iters / l2_bandwidth           # A, B panels out of L2
                 (a conv kernel that zero-fills padding taps: A's rows times the share of taps inside;
                  one that zero-fills edge rows: m / tiles_m rows of A, n / tiles_n of B, continuous)
     I         = busiest * panel_bytes * f * k_iters / sm_bandwidth        # (bandwidths: the kernel's own
                 (f: a conv's channel_traffic_factor where C is off 32-byte sectors, else 1)   # or the GPU's)
     D         = dram_bytes / (dram_bandwidth * bandwidth_efficiency)      # affine in d
-                (C's writes at write_bandwidth_efficiency where a profile sets it)
+                (C's writes at write_bandwidth_efficiency where a profile sets it; none with
+                 epilogue_drains_c, whose epilogue has them; + batch * m * n * out_bytes /
+                 scalar_write_rate where n % (16 / out_bytes) != 0: element-wise C writes)
     F         = kernel_fixed + extra kernels (split-K reduce, memsets)    # affine in d, but memsets
                 + Min(tiles, wave_size) * cta_dispatch                      # and the first wave's dispatch
     latency   = F + Piecewise((C, C >= M), (M, True)),  M = Max(D, L2, I)
@@ -206,15 +210,26 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     else:
         main = t_tile * ((waves - 1) * bps + sp.Max(tail_math, lone))
     compute = main + busiest * sp.Float(cfg.tile_overhead_s)
+    x = np.array([1, 4099, 1 << 20], dtype=np.int64)
+    shape_x = at(shape, free, x)
+    terms_x = config_latency(_gemm(shape_x), cfg, gpu, profile, shape_x)
+    vector = 16 // DTYPE_OUT_BYTES[g.dtype]
     if cfg.store_bytes_per_s:     # a tile's valid outputs on average (edge tiles store less)
         valid = g.batch * m * n / tiles
+        stored = busiest * valid
+        if cfg.last_tile_full:    # the last of the busiest SM's tiles a full interior one
+            stored = stored + sp.Min(m, tm) * sp.Min(n, cfg.tile_n) - valid
         if cfg.scalar_store_factor != 1:       # element-wise stores where rows of C are misaligned
-            vector = 16 // DTYPE_OUT_BYTES[g.dtype]
-            valid = valid * sp.Piecewise((1, sp.Eq(sp.Mod(n, vector), 0)),
-                                         (sp.Float(cfg.scalar_store_factor), True))
-        epilogue = busiest * valid * sp.Float(DTYPE_OUT_BYTES[g.dtype] / cfg.store_bytes_per_s)
+            stored = stored * sp.Piecewise((1, sp.Eq(sp.Mod(n, vector), 0)),
+                                           (sp.Float(cfg.scalar_store_factor), True))
+        epilogue = stored * sp.Float(DTYPE_OUT_BYTES[g.dtype] / cfg.store_bytes_per_s)
     else:
         epilogue = sp.Integer(0)
+    if cfg.epilogue_drains_c:     # at least C's DRAM writes (affine in d), out of the DRAM term
+        # max(a, b) as (a + b + |a - b|) / 2: sympy's printer simplifies the Piecewise conditions
+        # that hold this term by substituting values where a Max of its ceilings is not comparable
+        written = _affine_line(terms_x["c_write_s"], x, d, "C write time")
+        epilogue = (epilogue + written + sp.Abs(epilogue - written)) / 2
     compute = compute + epilogue
     # a conv's A rows of taps in the padding move no bytes where its kernel zero-fills them: their
     # share depends on the image and filter, not on the free dimension (output channels)
@@ -228,10 +243,10 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     l2 = tiles * k_iters * sp.sympify(factor * from_l2 / profile.l2_bandwidth(gpu, cfg)).evalf()
     ingest = busiest * k_iters * sp.sympify(factor * into_sm / profile.sm_bandwidth(gpu, cfg)).evalf()
 
-    x = np.array([1, 4099, 1 << 20], dtype=np.int64)
-    shape_x = at(shape, free, x)
-    terms_x = config_latency(_gemm(shape_x), cfg, gpu, profile, shape_x)
     dram = _affine_line(terms_x["dram_s"], x, d, "DRAM traffic")
+    if cfg.scalar_write_bytes_per_s:  # C's element-wise writes where n is off 16 bytes, beside the reads
+        dram = dram + sp.Piecewise((0, sp.Eq(sp.Mod(n, vector), 0)), (g.batch * m * n * sp.Float(
+            DTYPE_OUT_BYTES[g.dtype] / cfg.scalar_write_bytes_per_s), True))
     # the fixed time is affine but for a persistent kernel's memset, launched from its second wave on,
     # and the first wave's CTA dispatch
     fixed_affine = _affine_line(terms_x["fixed_s"] - terms_x["memset_s"] - terms_x["dispatch_s"], x, d,

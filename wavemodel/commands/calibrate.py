@@ -12,9 +12,9 @@ CSVs in DIR with ``wavemodel.fit.fit_profile``, one fit per backend group of the
   L2 and per-SM bandwidths its loads reach, efficiency, tile_overhead_s, kernel_fixed_s,
   bandwidth_efficiency, write_bandwidth_efficiency, single_block_speedup, tail_block_speedup,
   cta_dispatch_s, store_bytes_per_s (started at 20e9), unhidden_fraction (started at 0.5), and
-  scalar_store_factor and scalar_load_bytes_per_s (kernels that take rows of C, A or B that are not
-  16-byte aligned) or channel_traffic_factor (convolutions); fitted from every pair of OWN_L2_STARTS x
-  OWN_SM_STARTS, keeping the lowest cost;
+  scalar_store_factor, scalar_write_bytes_per_s and scalar_load_bytes_per_s (kernels that take rows
+  of C, A or B that are not 16-byte aligned) or channel_traffic_factor (convolutions); fitted from
+  every pair of OWN_L2_STARTS x OWN_SM_STARTS, keeping the lowest cost;
 - ``cublas`` / ``cudnn``: the families of the library's catalogue for the dtypes in the data; free:
   the group's launch_overhead_s, l2_bandwidth_bytes_per_s, sm_bandwidth_bytes_per_s and per family
   efficiency, tile_overhead_s, kernel_fixed_s, bandwidth_efficiency, k_iter_latency_s,
@@ -52,7 +52,8 @@ from .validate import stats_table
 GROUPS = ("own", "cublas", "cudnn")
 OWN_FREE = (*fit.FAMILY_PARAMS, "single_block_speedup", "tail_block_speedup", "store_bytes_per_s",
             "unhidden_fraction", "cta_dispatch_s", "write_bandwidth_efficiency",
-            "scalar_store_factor", "scalar_load_bytes_per_s", "channel_traffic_factor",
+            "scalar_store_factor", "scalar_load_bytes_per_s", "scalar_write_bytes_per_s",
+            "channel_traffic_factor",
             "l2_bandwidth_bytes_per_s",
             "sm_bandwidth_bytes_per_s")
 # the own fit starts each kernel's L2 bandwidth at these multiples of the DRAM bandwidth and keeps the
@@ -138,8 +139,9 @@ def catalogue_families(group: str, rows, gpu: GPUSpec) -> tuple[list[str], list[
 
 
 def own_free(families) -> dict[str, tuple[str, ...]]:
-    """Per family of our kernels, the parameters to fit: ``scalar_store_factor`` only for kernels that
-    take rows of C that are not 16-byte aligned (the others never store element-wise),
+    """Per family of our kernels, the parameters to fit: ``scalar_store_factor`` and
+    ``scalar_write_bytes_per_s`` only for kernels that take rows of C that are not 16-byte aligned
+    (the others never store element-wise),
     ``scalar_load_bytes_per_s`` only for those that take such rows of A or B, ``channel_traffic_factor``
     only for convolutions."""
     own = {c.family or name: c for name, c in own_kernels().items()}
@@ -149,7 +151,7 @@ def own_free(families) -> dict[str, tuple[str, ...]]:
         widest = max(DTYPE_OUT_BYTES[d] for d in cfg.dtypes)
         scalar = cfg.alignment_elements * widest % 16 != 0
         scalar_in = any(cfg.alignment_elements * DTYPE_IN_BYTES[d] % 16 != 0 for d in cfg.dtypes)
-        skip = ({"scalar_store_factor"} if not scalar else set()) | (
+        skip = ({"scalar_store_factor", "scalar_write_bytes_per_s"} if not scalar else set()) | (
             {"scalar_load_bytes_per_s"} if not scalar_in else set()) | (
             {"channel_traffic_factor"} if cfg.kind != "conv" else set())
         out[fam] = tuple(p for p in OWN_FREE if p not in skip)

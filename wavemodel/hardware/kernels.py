@@ -98,6 +98,12 @@ class OwnKernel:
             edge_loads_free=self.kind == "conv",
             # its math and memory streams combine smoothly, not as max + a fixed share of the shorter
             smooth_overlap=self.kind == "conv",
+            # the GEMMs' calls end with an interior tile's epilogue; the one-block-per-SM tensor-core
+            # GEMMs store C from registers after the main loop with no other block resident to run
+            # meanwhile, so C's DRAM writes are not hidden: see own.toml
+            last_tile_full=self.kind == "gemm",
+            epilogue_drains_c=self.kind == "gemm" and self.math == "tensor"
+            and dict(self.defines)["MIN_BLOCKS"] == 1,
         )
 
     # ------------------------------------------------------------------ device side

@@ -1,0 +1,122 @@
+"""The epilogue and C-write terms our GEMMs switch on: each is off by default (library configurations
+are unchanged) and behaves as its physics says where a configuration sets it."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import wavemodel as wm
+from wavemodel.calibration import UNCALIBRATED
+from wavemodel.latency import _Shared, config_latency, dram_bytes
+
+H100 = wm.gpu("h100-sxm")
+DRAM_BW = H100.dram_bandwidth_bytes_per_s
+# 4 warps, 65536 B smem -> 3 blocks per SM on an H100: one wave = 396 tiles
+TC = wm.KernelConfig(name="t_epi", tile_m=128, tile_n=128, tile_k=32, threads=128, regs_per_thread=128,
+                     smem_per_block_bytes=65536, efficiency=0.7, tile_overhead_s=0.0, kernel_fixed_s=2e-6,
+                     store_bytes_per_s=20e9, bandwidth_efficiency=0.8, write_bandwidth_efficiency=0.4)
+SIMT = wm.KernelConfig(name="t_simt_epi", tile_m=128, tile_n=64, tile_k=8, threads=128, regs_per_thread=128,
+                       smem_per_block_bytes=12544, math="simt", dtypes=("fp32",), efficiency=0.6,
+                       tile_overhead_s=0.0, kernel_fixed_s=2e-6, store_bytes_per_s=100e9,
+                       scalar_store_factor=4.0, bandwidth_efficiency=0.8)
+
+
+def terms(cfg, g):
+    return config_latency(g, cfg, H100, UNCALIBRATED, g, _Shared(g, g))
+
+
+def test_new_fields_default_off():
+    cfg = wm.KernelConfig(name="d", tile_m=128, tile_n=128, tile_k=32, threads=128, regs_per_thread=128,
+                          smem_per_block_bytes=65536)
+    assert not cfg.last_tile_full and not cfg.epilogue_drains_c and cfg.scalar_write_bytes_per_s == 0.0
+    g = wm.Gemm(m=np.array([744, 5000]), n=np.array([48, 3000]), k=64)
+    t = terms(TC, g)
+    assert np.all(t["c_write_s"] == 0.0) and np.all(t["scalar_write_s"] == 0.0)
+
+
+def test_last_tile_full_stores_an_interior_tile():
+    # one wave of 6 tiles of 128 x 128 over a 744 x 48 output: the edge tile (104 rows) stores less,
+    # the call waits for an interior one: 128 x 48 fp16 outputs, not the mean 744 * 48 / 6
+    g = wm.Gemm(m=744, n=48, k=64)
+    mean, full = terms(TC, g), terms(dataclasses.replace(TC, last_tile_full=True), g)
+    assert float(mean["epilogue_s"]) == pytest.approx(744 * 48 * 2 / 6 / 20e9, rel=1e-12)
+    assert float(full["epilogue_s"]) == pytest.approx(128 * 48 * 2 / 20e9, rel=1e-12)
+    assert float(full["compute_s"] - mean["compute_s"]) == pytest.approx(
+        (128 - 744 / 6) * 48 * 2 / 20e9, rel=1e-9)
+    # a call of whole tiles only: the interior tile is the mean, nothing changes
+    even = wm.Gemm(m=768, n=256, k=64)
+    assert float(terms(dataclasses.replace(TC, last_tile_full=True), even)["latency_s"]) == pytest.approx(
+        float(terms(TC, even)["latency_s"]), rel=1e-12)
+    # a smaller problem than one tile stores all of it
+    tiny = wm.Gemm(m=16, n=8, k=32)
+    assert float(terms(dataclasses.replace(TC, last_tile_full=True), tiny)["epilogue_s"]) == pytest.approx(
+        16 * 8 * 2 / 20e9, rel=1e-12)
+
+
+def test_last_tile_full_counts_busiest_minus_one_mean_tiles():
+    # 3 waves' worth on the busiest SM: (busiest - 1) mean tiles and one full one
+    cfg = dataclasses.replace(TC, last_tile_full=True)
+    g = wm.Gemm(m=3000, n=3000, k=64)
+    t, base = terms(cfg, g), terms(TC, g)
+    tiles = np.ceil(3000 / 128) ** 2
+    mean = 3000 * 3000 * 2 / tiles
+    busiest = float(base["epilogue_s"]) * 20e9 / mean
+    assert busiest == pytest.approx(round(busiest))
+    assert float(t["epilogue_s"]) == pytest.approx(((busiest - 1) * mean + 128 * 128 * 2) / 20e9, rel=1e-12)
+
+
+def test_epilogue_drains_c_moves_the_writes_out_of_the_dram_term():
+    g = wm.Gemm(m=7536, n=3272, k=344)
+    off, on = terms(TC, g), terms(dataclasses.replace(TC, epilogue_drains_c=True), g)
+    written = 7536 * 3272 * 2 / (DRAM_BW * 0.4)
+    reads = (7536 * 344 + 344 * 3272) * 2 / (DRAM_BW * 0.8)
+    assert float(on["c_write_s"]) == pytest.approx(written, rel=1e-12)
+    assert float(on["dram_s"]) == pytest.approx(reads, rel=1e-9)
+    assert float(off["dram_s"]) == pytest.approx(reads + written, rel=1e-9)
+    # the busiest SM's epilogue lasts at least C's drain: here the writes outlast its own stores
+    assert float(off["epilogue_s"]) < written
+    assert float(on["epilogue_s"]) == pytest.approx(written, rel=1e-12)
+    grown = float(off["compute_s"]) - float(off["epilogue_s"]) + written
+    assert float(on["compute_s"]) == pytest.approx(grown, rel=1e-12)
+    # math and writes now add: longer than the larger of the old compute and DRAM terms
+    assert float(on["latency_s"]) > float(off["latency_s"])
+
+
+def test_epilogue_drains_c_keeps_a_longer_store_time():
+    # a few tiles storing at 20 GB/s each take longer than the whole C draining at 1.3 TB/s
+    g = wm.Gemm(m=256, n=256, k=64)
+    off, on = terms(TC, g), terms(dataclasses.replace(TC, epilogue_drains_c=True), g)
+    assert float(on["c_write_s"]) < float(off["epilogue_s"])
+    assert float(on["epilogue_s"]) == pytest.approx(float(off["epilogue_s"]), rel=1e-12)
+    assert float(on["compute_s"]) == pytest.approx(float(off["compute_s"]), rel=1e-12)
+
+
+def test_scalar_writes_only_where_rows_of_c_are_misaligned():
+    cfg = dataclasses.replace(SIMT, scalar_write_bytes_per_s=5e11)
+    g = wm.Gemm(m=1332, n=np.array([527, 528]), k=21, dtype="fp32")
+    on, off = terms(cfg, g), terms(SIMT, g)
+    sw = np.asarray(on["scalar_write_s"])
+    assert sw[0] == pytest.approx(1332 * 527 * 4 / 5e11, rel=1e-12)    # N = 527: 2108-byte rows
+    assert sw[1] == 0.0                                                 # N = 528: 16-byte aligned rows
+    np.testing.assert_allclose(on["dram_s"], off["dram_s"], rtol=1e-12)    # a term of its own
+    assert float(np.asarray(on["memory_s"])[0]) == pytest.approx(
+        max(float(np.asarray(on["dram_s"])[0]) + sw[0], float(np.asarray(on["l2_s"])[0]),
+            float(np.asarray(on["ingest_s"])[0])), rel=1e-12)
+    assert np.asarray(on["latency_s"])[1] == np.asarray(off["latency_s"])[1]
+    assert np.asarray(on["latency_s"])[0] > np.asarray(off["latency_s"])[0]
+    # the DRAM term is the compulsory traffic
+    assert float(np.asarray(off["dram_s"])[0]) == pytest.approx(
+        float(dram_bytes(wm.Gemm(m=1332, n=527, k=21, dtype="fp32"))) / (DRAM_BW * 0.8), rel=1e-12)
+
+
+def test_scalar_write_rate_must_not_be_negative():
+    with pytest.raises(ValueError, match="scalar_write_bytes_per_s"):
+        dataclasses.replace(SIMT, scalar_write_bytes_per_s=-1.0)
+
+
+def test_library_predictions_do_not_use_the_new_terms():
+    # cuBLAS's catalogue leaves them off: its predictions are those of the model without them
+    for dtype in ("fp16", "fp32"):
+        for c in wm.configs.library_configs("cublas", H100, dtype):
+            assert not c.last_tile_full and not c.epilogue_drains_c and not c.scalar_write_bytes_per_s
