@@ -98,10 +98,10 @@ class OwnKernel:
             edge_loads_free=self.kind == "conv",
             # its math and memory streams combine smoothly, not as max + a fixed share of the shorter
             smooth_overlap=self.kind == "conv",
-            # the GEMMs' calls end with an interior tile's epilogue; the one-block-per-SM tensor-core
-            # GEMMs store C from registers after the main loop with no other block resident to run
+            # a call ends with an interior tile's epilogue (GEMMs and convs); the one-block-per-SM
+            # tensor-core GEMMs store C from registers after the main loop with no other block resident to run
             # meanwhile, so C's DRAM writes are not hidden: see own.toml
-            last_tile_full=self.kind == "gemm",
+            last_tile_full=True,
             epilogue_drains_c=self.kind == "gemm" and self.math == "tensor"
             and dict(self.defines)["MIN_BLOCKS"] == 1,
         )
