@@ -123,20 +123,26 @@ def pending(planned: list[Planned], done: list[dict]) -> list[Planned]:
     return [p for p in planned if p.key not in keys]
 
 
-def append_row(path: Path, p: Planned, latency_us_measured: float) -> dict:
-    """Append one row (header first for a new file), flushed to disk."""
+def append_csv_row(path: Path, fieldnames, row: dict) -> None:
+    """Append ``row`` to the CSV at ``path`` (its header first where the file is new), flushed to disk:
+    an interrupted run loses no row it measured."""
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
-    row = {"network": p.network, "keep_ratio": f"{p.keep_ratio:g}", "method": p.method,
-           "total_channels": p.total_channels, "latency_us_measured": f"{latency_us_measured:.3f}",
-           "latency_us_predicted": f"{p.latency_us_predicted:.3f}"}
     with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=HEADER)
+        w = csv.DictWriter(f, fieldnames=fieldnames)
         if new:
             w.writeheader()
         w.writerow(row)
         f.flush()
         os.fsync(f.fileno())
+
+
+def append_row(path: Path, p: Planned, latency_us_measured: float) -> dict:
+    """Append one row (header first for a new file), flushed to disk."""
+    row = {"network": p.network, "keep_ratio": f"{p.keep_ratio:g}", "method": p.method,
+           "total_channels": p.total_channels, "latency_us_measured": f"{latency_us_measured:.3f}",
+           "latency_us_predicted": f"{p.latency_us_predicted:.3f}"}
+    append_csv_row(path, HEADER, row)
     return row
 
 
@@ -163,22 +169,16 @@ def read_windows(path: Path) -> dict[tuple, dict[int, float]]:
 
 
 def append_window(path: Path, p: Planned, window: int, timing, clocks) -> None:
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a", newline="") as f:
-        w = csv.writer(f)
-        if new:
-            w.writerow(WINDOW_HEADER)
-        w.writerow([p.network, f"{p.keep_ratio:g}", p.method, window, f"{timing.median_s * 1e6:.3f}",
-                    f"{timing.p10_s * 1e6:.3f}", f"{timing.p90_s * 1e6:.3f}", f"{clocks.sm_mhz_mean:.0f}",
-                    f"{clocks.power_w_mean:.0f}"])
-        f.flush()
-        os.fsync(f.fileno())
+    values = [p.network, f"{p.keep_ratio:g}", p.method, window, f"{timing.median_s * 1e6:.3f}",
+              f"{timing.p10_s * 1e6:.3f}", f"{timing.p90_s * 1e6:.3f}", f"{clocks.sm_mhz_mean:.0f}",
+              f"{clocks.power_w_mean:.0f}"]
+    append_csv_row(path, WINDOW_HEADER, dict(zip(WINDOW_HEADER, values, strict=True)))
 
 
-def window_order(todo: list[Planned], window: int) -> list[Planned]:
-    """Every window times every row; odd windows go backwards, so a drift over a pass tilts no
-    method against another."""
-    return list(reversed(todo)) if window % 2 else list(todo)
+def window_order(items: list, window: int) -> list:
+    """Every window times every item; odd windows go backwards, so a drift over a pass tilts no
+    item (a method, a width) against another."""
+    return list(reversed(items)) if window % 2 else list(items)
 
 
 def median_of_windows(by_window: dict[int, float], windows: int) -> float | None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 import shlex
 import statistics
 import sys
@@ -41,6 +40,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import wavemodel as wm  # noqa: E402
+from validation.solver_benefit import append_csv_row, window_order  # noqa: E402
 from wavemodel import networks as N  # noqa: E402
 from wavemodel import solver as S  # noqa: E402
 
@@ -122,20 +122,8 @@ def done_keys(rows: list[dict]) -> set[tuple[int, int]]:
     return {(int(r["total_channels"]), int(r["window"])) for r in rows}
 
 
-def window_order(points: list[Point], window: int) -> list[Point]:
-    """Odd windows run the grid backwards, so a drift over a pass does not tilt the staircase."""
-    return list(reversed(points)) if window % 2 else list(points)
-
-
 def append_row(path: Path, row: dict) -> None:
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=HEADER)
-        if new:
-            w.writeheader()
-        w.writerow(row)
-        f.flush()
-        os.fsync(f.fileno())
+    append_csv_row(path, HEADER, row)
 
 
 # ------------------------------------------------------------------------------------------ summary
