@@ -102,16 +102,22 @@ def plan(gpu, networks=tuple(NETWORKS), ratios=RATIOS, max_change=S.DEFAULT_MAX_
     return rows
 
 
-def read_rows(path: Path) -> list[dict]:
-    """The rows already measured; a file with another header is refused (never overwritten)."""
+def read_csv_rows(path: Path, header) -> list[dict]:
+    """The rows of a resumable CSV (none if it is missing or empty); a file with another header is
+    refused (never overwritten)."""
     if not path.exists() or path.stat().st_size == 0:
         return []
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != HEADER:
-            raise ValueError(f"{path}: header {reader.fieldnames} differs from {list(HEADER)}; "
+        if tuple(reader.fieldnames or ()) != tuple(header):
+            raise ValueError(f"{path}: header {reader.fieldnames} differs from {list(header)}; "
                              "move the file away to start a new one")
         return list(reader)
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows already measured."""
+    return read_csv_rows(path, HEADER)
 
 
 def row_key(row: dict) -> tuple:
@@ -156,16 +162,10 @@ def window_log_path(out: Path) -> Path:
 
 def read_windows(path: Path) -> dict[tuple, dict[int, float]]:
     """Window log: per row key, window -> measured median latency (us)."""
-    if not path.exists() or path.stat().st_size == 0:
-        return {}
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != WINDOW_HEADER:
-            raise ValueError(f"{path}: header {reader.fieldnames} differs from {list(WINDOW_HEADER)}")
-        out: dict[tuple, dict[int, float]] = {}
-        for r in reader:
-            out.setdefault(row_key(r), {})[int(r["window"])] = float(r["latency_us_measured"])
-        return out
+    out: dict[tuple, dict[int, float]] = {}
+    for r in read_csv_rows(path, WINDOW_HEADER):
+        out.setdefault(row_key(r), {})[int(r["window"])] = float(r["latency_us_measured"])
+    return out
 
 
 def append_window(path: Path, p: Planned, window: int, timing, clocks) -> None:

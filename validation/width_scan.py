@@ -27,7 +27,6 @@ equal measured latency (within 1 %) and at equal channels, and writes the stairc
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import shlex
 import statistics
@@ -40,7 +39,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import wavemodel as wm  # noqa: E402
-from validation.solver_benefit import append_csv_row, window_order  # noqa: E402
+from validation.solver_benefit import append_csv_row, read_csv_rows, window_order  # noqa: E402
 from wavemodel import networks as N  # noqa: E402
 from wavemodel import solver as S  # noqa: E402
 
@@ -109,13 +108,7 @@ def csv_path(out: Path, network: str, count: int) -> Path:
 
 
 def read_rows(path: Path) -> list[dict]:
-    if not path.exists() or path.stat().st_size == 0:
-        return []
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != HEADER:
-            raise ValueError(f"{path}: header {reader.fieldnames} differs from {list(HEADER)}")
-        return list(reader)
+    return read_csv_rows(path, HEADER)
 
 
 def done_keys(rows: list[dict]) -> set[tuple[int, int]]:
