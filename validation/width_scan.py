@@ -87,7 +87,7 @@ def parse_grid(text: str) -> list[float]:
     return values
 
 
-def plan(network: str, count: int, keeps, gpu: str = "h100-sxm") -> list[Point]:
+def plan(network: str, count: int, keeps, gpu: str = "h100-sxm", dtype: str = DTYPE) -> list[Point]:
     """The distinct uniform-width points of ``keeps`` (first keep ratio of each widths), model only."""
     net = N.load_network(network)
     spec = wm.gpu(gpu)
@@ -98,13 +98,14 @@ def plan(network: str, count: int, keeps, gpu: str = "h100-sxm") -> list[Point]:
         if key in seen:
             continue
         seen.add(key)
-        lat_s, _ = S.network_latency(net, widths, spec, count, DTYPE)
+        lat_s, _ = S.network_latency(net, widths, spec, count, dtype)
         points.append(Point(keep, widths, sum(widths.values()), lat_s * 1e6))
     return points
 
 
-def csv_path(out: Path, network: str, count: int) -> Path:
-    return out / f"width_scan_{network}_{count}.csv"
+def csv_path(out: Path, network: str, count: int, dtype: str = DTYPE) -> Path:
+    suffix = "" if dtype == DTYPE else f"_{dtype}"
+    return out / f"width_scan_{network}_{count}{suffix}.csv"
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -244,7 +245,7 @@ def plot(points: list[dict], network: str, gpu_label: str, path: Path) -> None:
 
 
 def measure_all(points: list[Point], path: Path, network: str, count: int, windows: int, budget_s: float,
-                deadline_s: float) -> int:
+                deadline_s: float, dtype: str = DTYPE) -> int:
     import torch
 
     from validation.solver_benefit import chain_launch
@@ -264,12 +265,12 @@ def measure_all(points: list[Point], path: Path, network: str, count: int, windo
             if time.monotonic() - start > deadline_s:
                 print(f"deadline: stopped after {n} of {todo} timings; rerun to resume", flush=True)
                 return n
-            launch = chain_launch(net, p.widths, count)
+            launch = chain_launch(net, p.widths, count, dtype)
             with ClockSampler(read) as clocks:
                 t = time_device(launch, budget_s=budget_s, framework="torch")
             c = clocks.summary()
             append_row(path, dict(
-                network=network, count=count, dtype=DTYPE, keep=f"{p.keep:g}",
+                network=network, count=count, dtype=dtype, keep=f"{p.keep:g}",
                 total_channels=p.total_channels, widths=p.widths_text, window=w,
                 latency_us_median=f"{t.median_s * 1e6:.3f}",
                 latency_us_p10=f"{t.p10_s * 1e6:.3f}", latency_us_p90=f"{t.p90_s * 1e6:.3f}", reps=t.reps,
@@ -294,6 +295,7 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=0.3, help="timing budget per point and window")
     ap.add_argument("--deadline-s", type=float, default=540.0, help="stop starting timings after this long")
     ap.add_argument("--gpu", default="h100-sxm", help="catalogue name for the model's predictions")
+    ap.add_argument("--dtype", default=DTYPE, choices=("fp16", "bf16"))
     ap.add_argument("--summarize", action="store_true", help="no GPU: summary and plot of the CSV")
     ap.add_argument("--ratios", default="0.5,0.7,0.9")
     args = ap.parse_args(argv)
@@ -311,25 +313,27 @@ def main(argv=None) -> int:
     except ValueError as e:
         ap.error(str(e))
     out = Path(args.out)
-    path = csv_path(out, args.network, count)
+    path = csv_path(out, args.network, count, args.dtype)
     if args.summarize:
         points = medians(read_rows(path))
         if not points:
             ap.error(f"{path}: no rows")
         points = with_model(points, args.network, count, points[0]["dtype"], args.gpu)
         print("\n".join(summary_lines(points, args.network, ratios, net)))
-        plot(points, f"{args.network} ({count} {net.count})", args.gpu, path.with_suffix(".png"))
+        title = f"{args.network} ({count} {net.count}, {args.dtype})"
+        plot(points, title, args.gpu, path.with_suffix(".png"))
         return 0
     out.mkdir(parents=True, exist_ok=True)
-    points = plan(args.network, count, keeps, args.gpu)
+    points = plan(args.network, count, keeps, args.gpu, args.dtype)
     from wavemodel.hardware.device import write_environment
 
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     env_path = path.with_name(path.stem + "_env.json")
     if not env_path.exists():
         write_environment(env_path, command, points=len(points), windows=args.windows, budget_s=args.budget_s,
-                          count=count, dtype=DTYPE, alignment=ALIGNMENT)
-    n = measure_all(points, path, args.network, count, args.windows, args.budget_s, args.deadline_s)
+                          count=count, dtype=args.dtype, alignment=ALIGNMENT)
+    n = measure_all(points, path, args.network, count, args.windows, args.budget_s, args.deadline_s,
+                    args.dtype)
     print(f"{path}: {n} timings appended")
     return 0
 
