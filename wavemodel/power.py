@@ -12,7 +12,8 @@ where ``sustained_flops_per_s`` is the math rate the board sustains at its limit
 library (``(limit - static power) / energy per FLOP``, measured, not derived: both terms vary with the
 clock the card settles at). Measured on the H100 SXM (validation/data/h100-sxm/width_scan/): the
 LLaMA-7B MLP block at 4096 tokens, run back to back, draws ~698 W at ~1300 MHz instead of 1980 MHz,
-and its FP16 GEMMs sustain ~620 TFLOP/s at every FFN width from 4952 to 10456 (std 2.5 %); a wave's
+and its FP16 GEMMs sustain ~620 TFLOP/s at every FFN width from 4952 to 10456 (std 2.5 %; BF16
+~650); a wave's
 idle tail SMs only let the clock rise, so the staircase the wave model predicts is flattened into a
 line. The floor applies to *sustained* work (a network's layers back to back, a training or serving
 loop): a single call timed in a short window after the card idled (our sweeps) bursts above it,
