@@ -130,10 +130,10 @@ def medians(rows: list[dict]) -> list[dict]:
         by.setdefault(int(r["total_channels"]), []).append(r)
     out = []
     for ch, rs in sorted(by.items()):
-        lat = [float(r["latency_us_median"]) for r in rs]
+        lat = sorted(float(r["latency_us_median"]) for r in rs)
         out.append(dict(total_channels=ch, keep=min(float(r["keep"]) for r in rs), windows=len(rs),
                         widths=rs[0]["widths"], dtype=rs[0].get("dtype", DTYPE),
-                        measured_us=statistics.median(lat), measured_min_us=min(lat),
+                        measured_us=lat[(len(lat) - 1) // 2], measured_min_us=min(lat),
                         measured_max_us=max(lat),
                         predicted_us=float(rs[0]["latency_us_predicted"]),
                         sm_mhz=statistics.median(float(r["sm_mhz_mean"]) for r in rs),

@@ -4,9 +4,8 @@ A ``KernelConfig`` is what the model needs to know about one kernel: its CTA til
 registers and shared memory (for occupancy), pipeline stages, cluster shape, split-K factor, which
 unit does the math, and the model parameters that calibration fits (``efficiency``,
 ``tile_overhead_s``, ``kernel_fixed_s``, ``single_block_speedup``, ``bandwidth_efficiency``,
-``store_bytes_per_s``, ``scalar_store_factor``, ``scalar_load_bytes_per_s``, ``scalar_write_bytes_per_s``,
-``unhidden_fraction``, ...:
-``FITTED_FIELDS``).
+``store_bytes_per_s``, ``scalar_store_factor``, ``scalar_load_bytes_per_s``,
+``scalar_write_bytes_per_s``, ``unhidden_fraction``, ...: ``FITTED_FIELDS``).
 Catalogues live in ``data/configs/*.toml``: ``own.toml`` for our kernels (registers as the compiler
 reports them for sm_90) and one file per library and architecture family for cuBLAS / cuDNN.
 """

@@ -546,8 +546,14 @@ def predict_latency(shape, gpu_spec: GPUSpec | str = "h100-sxm", backend=None, *
     "power" where that floor sets the time). The default predicts a call on its own, as our sweeps
     time it.
     """
-    p = _predict_call(shape, gpu_spec, backend, profile)
-    rate = _sustained_rate(p, gpu_spec, shape, backend, profile) if sustained else None
+    gpu = lookup_gpu(gpu_spec)
+    shape, g, backend = _resolve(shape, backend)
+    name = backend.name if isinstance(backend, KernelConfig) else backend
+    gpu.peak_flops(g.dtype)                   # raises ValueError if the card lacks this dtype's mode
+    if profile is None:
+        profile = calibration.profile_for(gpu, name)
+    p = _predict_call(shape, g, gpu, backend, name, profile)
+    rate = profile.sustained_flops_per_s.get(g.dtype) if sustained else None
     if not rate:
         return p
     floor = power_floor_s(p.flops, rate)
@@ -558,22 +564,8 @@ def predict_latency(shape, gpu_spec: GPUSpec | str = "h100-sxm", backend=None, *
     return replace(p, latency_s=latency, bound=bound)
 
 
-def _sustained_rate(p: Prediction, gpu_spec, shape, backend, profile) -> float | None:
-    gpu = lookup_gpu(gpu_spec)
-    shape, g, backend = _resolve(shape, backend)
-    name = backend.name if isinstance(backend, KernelConfig) else backend
-    if profile is None:
-        profile = calibration.profile_for(gpu, name)
-    return profile.sustained_flops_per_s.get(g.dtype)
-
-
-def _predict_call(shape, gpu_spec, backend, profile) -> Prediction:
-    gpu = lookup_gpu(gpu_spec)
-    shape, g, backend = _resolve(shape, backend)
-    name = backend.name if isinstance(backend, KernelConfig) else backend
-    gpu.peak_flops(g.dtype)                   # raises ValueError if the card lacks this dtype's mode
-    if profile is None:
-        profile = calibration.profile_for(gpu, name)
+def _predict_call(shape, g: Gemm, gpu: GPUSpec, backend, name: str, profile) -> Prediction:
+    """One call on its own (``predict_latency`` without the power floor), its arguments resolved."""
     configs = tuple(profile.apply(c) for c in candidate_configs(backend, gpu, g.dtype))
     for cfg in configs:
         cfg.occupancy(gpu)                    # raises ValueError if the configuration cannot fit

@@ -13,12 +13,11 @@ library (``(limit - static power) / energy per FLOP``, measured, not derived: bo
 clock the card settles at). Measured on the H100 SXM (validation/data/h100-sxm/width_scan/): the
 LLaMA-7B MLP block at 4096 tokens, run back to back, draws ~698 W at ~1300 MHz instead of 1980 MHz,
 and its FP16 GEMMs sustain ~620 TFLOP/s at every FFN width from 4952 to 10456 (std 2.5 %; BF16
-~650); a wave's
-idle tail SMs only let the clock rise, so the staircase the wave model predicts is flattened into a
-line. The floor applies to *sustained* work (a network's layers back to back, a training or serving
-loop): a single call timed in a short window after the card idled (our sweeps) bursts above it,
-before the power controller reacts. Layers whose math rate stays under the floor (small GEMMs, most
-convolutions, memory-bound calls) are not affected.
+~650); a wave's idle tail SMs only let the clock rise, so the staircase the wave model predicts is
+flattened into a line. The floor applies to *sustained* work (a network's layers back to back, a
+training or serving loop): a single call timed in a short window after the card idled (our sweeps)
+bursts above it, before the power controller reacts. Layers whose math rate stays under the floor
+(small GEMMs, most convolutions, memory-bound calls) are not affected.
 
 ``power_floor_s`` is the floor; ``fit_sustained_rate`` fits the rate to measured chains of layers.
 """
@@ -32,16 +31,15 @@ _FIT_POINTS = 4001      # rates tried: from 1 % to 100x the chains' mean rate, 0
 
 def power_floor_s(flops, sustained_flops_per_s: float | None):
     """The least time ``flops`` can take at the board's sustained rate (0 where no rate is known)."""
-    if not sustained_flops_per_s:
-        return np.zeros(np.shape(flops)) if np.ndim(flops) else 0.0
-    return np.asarray(flops, dtype=float) / sustained_flops_per_s if np.ndim(flops) else (
-        float(flops) / sustained_flops_per_s)
+    f = np.asarray(flops, dtype=float)
+    floor = f / sustained_flops_per_s if sustained_flops_per_s else np.zeros_like(f)
+    return floor if floor.ndim else float(floor)
 
 
 def chain_latency_s(layer_model_s, layer_flops, sustained_flops_per_s: float):
     """A chain's latency: each layer at the larger of its model time and its power floor, summed.
 
-    ``layer_model_s`` and ``layer_flops`` are arrays of shape (chains, layers) (0-padded)."""
+    ``layer_model_s`` and ``layer_flops`` are arrays of shape (chains, layers)."""
     model = np.asarray(layer_model_s, dtype=float)
     floor = np.asarray(layer_flops, dtype=float) / sustained_flops_per_s
     return np.maximum(model, floor).sum(axis=-1)

@@ -35,7 +35,7 @@ Three modes, all on the model's predicted latency (``predict_latency``, library 
 
 * **Sustained runs.** A network's layers run back to back, so the network and sizing modes predict
   them with ``sustained=True``: where the GPU's profile knows the rate its board sustains at the
-  power limit (``wavemodel.power``; on the H100 SXM for cuBLAS fp16), no layer runs faster than its
+  power limit (``wavemodel.power``; on the H100 SXM for cuBLAS fp16 and bf16), no layer runs faster than its
   FLOPs at that rate. Large GEMMs then cost in proportion to their FLOPs and have no free widths
   (the LLaMA-7B MLP at 4096 tokens, measured: the card holds ~1300 MHz at 700 W at every FFN width).
   The layer mode predicts one call on its own.

@@ -13,7 +13,6 @@ fit's record under ``fit["sustained"]``; the rest of an existing profile is kept
 from __future__ import annotations
 
 import datetime as _dt
-from pathlib import Path
 
 import numpy as np
 
@@ -41,10 +40,11 @@ def chain_terms(points, gpu: GPUSpec) -> tuple[str, str, np.ndarray, np.ndarray]
              for x in net.layers}
     if len(kinds) != 1:
         raise ValueError(f"SCAN: {net.name} mixes backends {sorted(kinds)}; the rate is one backend's")
-    shapes = [[layer_shape(x, p.count, p.dtype, in_width=(net.original_widths | p.widths).get(x.in_var),
-                           out_width=(net.original_widths | p.widths).get(x.out_var), tp=net.tp)
-               for x in net.layers] for p in points]
-    flat = [s for row in shapes for s in row]
+    flat = []
+    for p in points:
+        w = net.original_widths | p.widths
+        flat += [layer_shape(x, p.count, p.dtype, in_width=w.get(x.in_var), out_width=w.get(x.out_var),
+                             tp=net.tp) for x in net.layers]
     preds = predict_many(flat, gpu, None, sustained=False)
     model = np.array([float(p["latency_s"][0]) for p in preds]).reshape(len(points), len(net.layers))
     flops = np.array([float(s.flops) for s in flat]).reshape(model.shape)
@@ -76,8 +76,8 @@ def fit_scan(points, gpu: GPUSpec, max_keep: float = CALIBRATION_MAX_KEEP) -> di
             "evaluation_error_without_floor": _errors(wave_only[~cal], measured[~cal])}
 
 
-def calibrate_sustained(scan_paths, gpu: GPUSpec, out: Path, source: str, existing: dict | None) -> dict:
-    """Fit every scan, write the rates into the profile at ``out`` (other contents kept); the document."""
+def calibrate_sustained(scan_paths, gpu: GPUSpec, source: str, existing: dict | None) -> dict:
+    """Fit every scan and add the rates to the profile document ``existing`` (its other contents kept)."""
     doc = existing or {"gpu": gpu.name, "backends": {}, "fit": {}}
     doc.setdefault("backends", {})
     doc.update(created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), wavemodel_version=__version__)

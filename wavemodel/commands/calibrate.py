@@ -53,9 +53,7 @@ GROUPS = ("own", "cublas", "cudnn")
 OWN_FREE = (*fit.FAMILY_PARAMS, "single_block_speedup", "tail_block_speedup", "store_bytes_per_s",
             "unhidden_fraction", "cta_dispatch_s", "write_bandwidth_efficiency",
             "scalar_store_factor", "scalar_load_bytes_per_s", "scalar_write_bytes_per_s",
-            "channel_traffic_factor",
-            "l2_bandwidth_bytes_per_s",
-            "sm_bandwidth_bytes_per_s")
+            "channel_traffic_factor", "l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s")
 # the own fit starts each kernel's L2 bandwidth at these multiples of the DRAM bandwidth and keeps the
 # lowest cost: whether the L2 term binds is a switch the local search does not cross (ncu measured
 # about 1.6x on the H100: 5.3 TB/s at 90 % L2 throughput)
@@ -141,9 +139,8 @@ def catalogue_families(group: str, rows, gpu: GPUSpec) -> tuple[list[str], list[
 def own_free(families) -> dict[str, tuple[str, ...]]:
     """Per family of our kernels, the parameters to fit: ``scalar_store_factor`` and
     ``scalar_write_bytes_per_s`` only for kernels that take rows of C that are not 16-byte aligned
-    (the others never store element-wise),
-    ``scalar_load_bytes_per_s`` only for those that take such rows of A or B, ``channel_traffic_factor``
-    only for convolutions."""
+    (the others never store element-wise), ``scalar_load_bytes_per_s`` only for those that take such
+    rows of A or B, ``channel_traffic_factor`` only for convolutions."""
     own = {c.family or name: c for name, c in own_kernels().items()}
     out = {}
     for fam in families:
@@ -391,7 +388,7 @@ def run(args) -> int:
         existing = read_existing(out, gpu)
         if existing is None:
             raise ValueError(f"--out: {out} is not a profile for {gpu.name}; --sustained adds to one")
-        doc = calibrate_power.calibrate_sustained(args.sustained, gpu, out, source, existing)
+        doc = calibrate_power.calibrate_sustained(args.sustained, gpu, source, existing)
         write_json(out, doc)
         if args.json:
             print_json(doc)
