@@ -120,3 +120,27 @@ def test_library_predictions_do_not_use_the_new_terms():
     for dtype in ("fp16", "fp32"):
         for c in wm.configs.library_configs("cublas", H100, dtype):
             assert not c.last_tile_full and not c.epilogue_drains_c and not c.scalar_write_bytes_per_s
+
+
+def test_line_aligned_rows_slow_only_the_main_loop_of_line_aligned_k():
+    # fp32 A rows of K = 1152 (4608 bytes) all start at one offset of their 128-byte lines; K = 1160,
+    # 1168 and 1176 (offsets 32, 64, 96 bytes apart) and K = 1156 (16 bytes) do not
+    k = np.array([1152, 1156, 1160, 1168, 1176, 1184])
+    assert list(wm.latency.line_aligned_rows(k, "fp32")) == [True, False, False, False, False, True]
+    assert list(wm.latency.line_aligned_rows(np.array([64, 72, 128]), "fp16")) == [True, False, True]
+    cfg = dataclasses.replace(SIMT, line_aligned_rows_factor=1.2, unhidden_fraction=0.0)
+    g = wm.Gemm(m=3712, n=1856, k=k, dtype="fp32")
+    on, off = terms(cfg, g), terms(SIMT, g)
+    aligned = wm.latency.line_aligned_rows(k, "fp32")
+    # the main loop (no tile overhead, no epilogue store of an aligned C beyond its own term) scales
+    loop_on = np.asarray(on["compute_s"]) - np.asarray(on["epilogue_s"])
+    loop_off = np.asarray(off["compute_s"]) - np.asarray(off["epilogue_s"])
+    np.testing.assert_allclose(loop_on[aligned], 1.2 * loop_off[aligned], rtol=1e-12)
+    np.testing.assert_allclose(loop_on[~aligned], loop_off[~aligned], rtol=1e-12)
+    np.testing.assert_allclose(on["memory_s"], off["memory_s"], rtol=1e-12)    # no bytes added
+    assert SIMT.line_aligned_rows_factor == 1.0
+
+
+def test_line_aligned_rows_factor_must_not_speed_up():
+    with pytest.raises(ValueError, match="line_aligned_rows_factor"):
+        dataclasses.replace(SIMT, line_aligned_rows_factor=0.9)

@@ -85,13 +85,16 @@ def dram_s(shape, cfg, gpu):
     return dram
 
 
-def held_from_before(comp, mem, dram, comp_growth=0.0, unhidden=0.0):
+def held_from_before(comp, mem, dram, comp_growth=0.0, unhidden=0.0, l2_ingest=None):
     """Latency minus its fixed part, with the quantised terms held at d - 1 (arrays over d-1..).
 
     ``comp_growth`` is what the compute term's continuous part (the epilogue's valid tile) adds from
-    d - 1 to d with the tile and wave counts held; ``unhidden`` the configuration's unhidden_fraction.
+    d - 1 to d with the tile and wave counts held; ``unhidden`` the configuration's unhidden_fraction;
+    ``l2_ingest`` the larger of the L2 and ingest terms (else read off ``mem`` where they bound it).
     """
-    hidden = np.where(mem[:-1] > dram[:-1], mem[:-1], -np.inf)     # L2/ingest, where they show
+    # L2/ingest where they show at d - 1; given, held at d - 1 even where the DRAM stream (its
+    # element-wise writes) outran them there
+    hidden = np.where(mem[:-1] > dram[:-1], mem[:-1], -np.inf) if l2_ingest is None else l2_ingest[:-1]
     c, m = comp[:-1] + comp_growth, np.maximum(hidden, dram[1:])
     return np.maximum(c, m) + unhidden * np.minimum(c, m)
 
@@ -126,6 +129,36 @@ def epilogue_growth(p, g: wm.Gemm, cfg, gpu):
 
     now, before = slice(1, None), slice(None, -1)
     return epilogue(now, before) - epilogue(before, before)
+
+
+def loop_slots(p, cfg, gpu):
+    """k_iters-free: the busiest SM's block slots (the last wave's through its busiest warp scheduler,
+    at least a lone block's), from the prediction's own tile and wave counts."""
+    waves, tiles = np.asarray(p.waves), np.asarray(p.tiles)
+    bps = cfg.occupancy(gpu).blocks_per_sm
+    tail = -(-(tiles - (waves - 1) * np.asarray(p.wave_size)) // gpu.sm_count)
+    tail = latency.scheduler_slots(tail, cfg, gpu)
+    lone = bps / min(cfg.single_block_speedup, bps)
+    if cfg.tail_block_speedup:
+        lone = np.where(waves > 1, bps / min(cfg.tail_block_speedup, bps), lone)
+    return (waves - 1) * bps + np.maximum(tail, lone)
+
+
+def line_aligned_growth(p, g: wm.Gemm, cfg, gpu):
+    """From d - 1 to d: the main loop's math time as the line-aligned factor of K (A's rows at one
+    offset of their 128-byte lines) changes, every wave quantity held at d - 1: k_iters * slots *
+    t_math * (factor(d) - factor(d - 1)). Configurations without a K-iteration floor."""
+    cfg = calibration.profile_for(gpu, cfg.name).apply(cfg)
+    if cfg.line_aligned_rows_factor == 1:
+        return 0.0
+    assert not cfg.k_iter_latency_s
+    slots = loop_slots(p, cfg, gpu)
+    k = np.broadcast_to(g.k, slots.shape)
+    k_iters = -(-k // (cfg.split_k * cfg.tile_k))
+    t_math = cfg.tile_m * 2.0 * cfg.tile_n * cfg.tile_k / (gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
+                                                           * cfg.efficiency)
+    f = np.where(latency.line_aligned_rows(k, g.dtype), cfg.line_aligned_rows_factor, 1.0)
+    return (k_iters * slots)[:-1] * t_math * (f[1:] - f[:-1])
 
 
 def scalar_load_growth(p, g: wm.Gemm, cfg, gpu):
@@ -171,10 +204,12 @@ def brute_steps(dims: dict, cfg, gpu, free: str, lo: int, hi: int, dtype="fp16",
     applied = profile.apply(cfg)
     u = applied.unhidden_fraction
     busy = np.maximum(comp[1:], mem[1:]) + u * np.minimum(comp[1:], mem[1:])
-    growth = epilogue_growth(p, g, cfg, gpu) + scalar_load_growth(p, g, cfg, gpu)
-    jump = busy - held_from_before(comp, mem, dram, growth, u)
+    growth = (epilogue_growth(p, g, cfg, gpu) + scalar_load_growth(p, g, cfg, gpu)
+              + line_aligned_growth(p, g, cfg, gpu))
     # the fixed part's quantised pieces: a persistent kernel's memset and the first wave's CTA cost
     t = config_latency(g, applied, gpu, profile)
+    l2_ingest = np.broadcast_to(np.maximum(t["l2_s"], t["ingest_s"]), x.shape)
+    jump = busy - held_from_before(comp, mem, dram, growth, u, l2_ingest)
     memset, dispatch = (np.broadcast_to(t[key], x.shape) for key in ("memset_s", "dispatch_s"))
     jump = jump + (memset[1:] - memset[:-1]) + (dispatch[1:] - dispatch[:-1])
     return [int(v) for v in x[1:][jump > 1e-9 * np.maximum(comp[1:], mem[1:])]]
@@ -419,6 +454,9 @@ CASES = [
     # ... and element-wise operand loads where K or N is not a multiple of 4, in two-warp blocks whose
     # partial waves the warp schedulers quantise
     (SIMT_LOADS, H100, dict(m=1500, n=2051, k=1023), "fp32", 1),
+    # a slower main loop where K puts every row of A at one offset of its 128-byte line
+    (dataclasses.replace(SIMT_LOADS, name="t_simt_lines", line_aligned_rows_factor=1.15), H100,
+     dict(m=1500, n=2048, k=1152), "fp32", 1),
     # math and streams overlapping only in part
     (dataclasses.replace(NARROW, name="t_narrow_unhidden", unhidden_fraction=0.3), H100,
      dict(m=3000, n=2000, k=512), "fp16", 1),

@@ -170,6 +170,7 @@ def panel_bytes_per_k_tile(cfg: KernelConfig, dtype: str, tile_m=None, tile_n=No
 
 
 SECTOR_BYTES = 32     # the unit the L2 moves to and from the SMs
+LINE_BYTES = 128      # an L1 / L2 cache line: four sectors
 
 
 def panel_traffic_factor(cfg: KernelConfig, shape: Gemm | Conv2d, dtype: str):
@@ -362,6 +363,20 @@ def scalar_load_s(sh: _Shared, cfg: KernelConfig, tiles_m, tiles_n, dtype: str):
     return rows * (cfg.tile_k * in_b / cfg.scalar_load_bytes_per_s)
 
 
+def line_aligned_rows(k, dtype: str):
+    """True where every row of a row-major A (K elements) starts at the same offset of its 128-byte
+    line: ``K * in_bytes`` a multiple of 128.
+
+    A warp of our SIMT kernels loads 16 rows of its A panel at once, 32 bytes (8 fp32) of each; with
+    such a row stride all 16 pieces sit at one sector position of their lines. Nsight Compute on the
+    H100 (validation/data/h100-sxm/ncu_line_aligned/): simt_f32_128x64 at M 3712, N 1856 runs 13-18 %
+    longer at K 1152, 1184, 1248 and 1920 than at K 1160, 1168, 1176 or 1200, with short-scoreboard
+    stalls (the shared-memory loads of the main loop, served by the same L1 pipeline) up from 10-13 %
+    to 16-19 %; at K % 32 == 8, 16 or 24 and K % 8 == 4 it runs at the same speed.
+    """
+    return np.asarray(k) * DTYPE_IN_BYTES[dtype] % LINE_BYTES == 0
+
+
 def epilogue_bytes(sh: _Shared, cfg: KernelConfig, busiest, tiles, tile_m, tile_n):
     """Bytes of C the busiest SM's tiles store in their epilogues (``busiest`` tiles; arrays broadcast).
 
@@ -433,6 +448,8 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
     k_iters = sh.k_iters(cfg.split_k, cfg.tile_k)
     t_iter = tm * (2.0 * tn * cfg.tile_k / (sm_rate * cfg.efficiency))   # one K tile
+    if cfg.line_aligned_rows_factor != 1:   # A's rows all at one offset of their lines: loads queue
+        t_iter = t_iter * np.where(line_aligned_rows(sh.k, g.dtype), cfg.line_aligned_rows_factor, 1.0)
     if cfg.scalar_load_bytes_per_s:     # operand rows off 16 bytes: the panel loaded element-wise
         t_iter = t_iter + scalar_load_s(sh, cfg, tiles_m, tiles_n, g.dtype)
     alone = bps / min(cfg.single_block_speedup, bps)        # a lone block's time, in t_tile units

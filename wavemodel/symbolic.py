@@ -16,6 +16,8 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
                 (t_iter + where scalar_load_rate is set: (m / tiles_m * [k % v != 0] + n / tiles_n *
                  [n % v != 0]) * tile_k * in_bytes / scalar_load_rate, v = 16 / in_bytes: element-wise
                  loads of the operand rows that exist; m, n continuous, tiles_m, tiles_n quantised)
+                (t_iter times line_aligned_rows_factor where k * in_bytes % 128 == 0: A's rows all at
+                 one offset of their lines; continuous in k, like the alignment terms)
                 + busiest * tile_overhead + E                               # wave-quantised compute
                 (with a k_iter_latency: each wave's math at least k_iters * k_iter_latency)
     E         = busiest * batch * m * n / tiles * out_bytes * s / store_rate   # epilogue (mean tile)
@@ -94,6 +96,7 @@ from .configs import KernelConfig
 from .gpus import GPUSpec
 from .gpus import gpu as lookup_gpu
 from .latency import (
+    LINE_BYTES,
     _Shared,
     candidate_configs,
     config_latency,
@@ -188,6 +191,10 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     k_iters = sp.ceiling(k_q / (cfg.split_k * cfg.tile_k))
     sm_rate = gpu.peak_flops(g.dtype, cfg.math) / gpu.sm_count
     t_iter = sp.Float(2.0 * cfg.tile_n * cfg.tile_k / (sm_rate * cfg.efficiency)) * tm
+    if cfg.line_aligned_rows_factor != 1:   # A's rows all at one offset of their 128-byte lines
+        k = (fixed_dims | {free: d})["k"]
+        aligned = sp.Eq(sp.Mod(k * DTYPE_IN_BYTES[g.dtype], LINE_BYTES), 0)
+        t_iter = t_iter * sp.Piecewise((sp.Float(cfg.line_aligned_rows_factor), aligned), (1, True))
     if cfg.scalar_load_bytes_per_s:   # element-wise operand loads where A's (K) or B's (N) rows are
         vector = 16 // DTYPE_IN_BYTES[g.dtype]      # off 16 bytes: alignment, not tiles (continuous)
         k = (fixed_dims | {free: d})["k"]
