@@ -6,6 +6,7 @@ import dataclasses
 
 from .. import Conv2d, Gemm, gpu, predict_latency
 from ..latency import Prediction
+from ..penalties import alignment_penalties
 from . import (
     add_backend_argument,
     add_gpu_argument,
@@ -72,9 +73,10 @@ def run(args) -> int:
     shape = shape_from_args(args)
     backend = resolve_backend(args.backend)
     p = predict_latency(shape, spec, backend, sustained=args.sustained)
+    notes = alignment_penalties(shape, p.config)
     if args.json:
         print_json({"shape": _shape_dict(shape), "gpu": spec.name, "sustained": args.sustained,
-                    **prediction_dict(p)})
+                    **prediction_dict(p), "alignment_penalties": notes})
         return 0
     cfg = p.config
     rows = [["shape", repr(shape)]]
@@ -95,6 +97,7 @@ def run(args) -> int:
         ["compute", f"{p.compute_s * 1e6:.2f} us"],
         ["memory", f"{p.memory_s * 1e6:.2f} us"],
     ]
+    rows += [["alignment" if i == 0 else "", note] for i, note in enumerate(notes)]
     print(table(rows))
     return 0
 

@@ -1,0 +1,56 @@
+"""alignment_penalties names the alignment terms a calibrated configuration charges one call."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import wavemodel as wm
+from wavemodel.cli import main
+from wavemodel.penalties import alignment_penalties
+
+SIMT = wm.KernelConfig(name="t_pen_simt", tile_m=128, tile_n=64, tile_k=8, threads=128, regs_per_thread=128,
+                       smem_per_block_bytes=12544, math="simt", dtypes=("fp32",))
+CONV = wm.KernelConfig(name="t_pen_conv", tile_m=128, tile_n=64, tile_k=32, threads=128, regs_per_thread=168,
+                       smem_per_block_bytes=49152, kind="conv", channel_traffic_factor=2.0)
+
+
+def test_line_aligned_rows_only_where_the_factor_is_on_and_k_is_line_aligned():
+    on = dataclasses.replace(SIMT, line_aligned_rows_factor=1.1)
+    aligned = wm.Gemm(m=3712, n=1856, k=1152, dtype="fp32")
+    offset = wm.Gemm(m=3712, n=1856, k=1168, dtype="fp32")
+    assert alignment_penalties(aligned, SIMT) == []                  # factor off: nothing to say
+    (line,) = alignment_penalties(aligned, on)
+    assert "4608 B" in line and "x1.10" in line
+    assert alignment_penalties(offset, on) == []                     # 4672 B: not a multiple of 128
+
+
+def test_element_wise_loads_and_stores_name_their_operand():
+    cfg = dataclasses.replace(SIMT, scalar_load_bytes_per_s=1e11, scalar_store_factor=3.0)
+    notes = alignment_penalties(wm.Gemm(m=1332, n=527, k=21, dtype="fp32"), cfg)
+    assert [n.split(" are ")[0] for n in notes] == ["rows of A", "rows of B", "rows of C"]
+    assert alignment_penalties(wm.Gemm(m=1332, n=528, k=20, dtype="fp32"), cfg) == []
+
+
+def test_conv_channels_off_sectors():
+    (line,) = alignment_penalties(wm.Conv2d(n=8, c=72, h=28, w=28, k=128, r=3, s=3, padding=1), CONV)
+    assert "144 B" in line and "x2.00" in line
+    assert alignment_penalties(wm.Conv2d(n=8, c=80, h=28, w=28, k=128, r=3, s=3, padding=1), CONV) == []
+
+
+def test_one_shape_at_a_time():
+    with pytest.raises(ValueError, match="one shape"):
+        alignment_penalties(wm.Gemm(m=np.array([8, 16]), n=8, k=8), SIMT)
+
+
+def test_predict_prints_and_returns_them(capsys):
+    args = ["predict", "--m", "3712", "--n", "1856", "--k", "1152", "--dtype", "fp32", "--backend",
+            "simt_f32_128x64"]
+    assert main(args) == 0
+    # the shipped H100 profile fits simt_f32_128x64 a factor above 1 (ncu: 13-18 % slower at K % 32 == 0)
+    shape = wm.Gemm(m=3712, n=1856, k=1152, dtype="fp32")
+    assert wm.predict_latency(shape, "h100-sxm", "simt_f32_128x64").config.line_aligned_rows_factor > 1
+    assert "128-byte lines" in capsys.readouterr().out
+    assert main([*args[:6], "1168", *args[7:], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["alignment_penalties"] == []
