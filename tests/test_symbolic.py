@@ -171,15 +171,8 @@ def scalar_load_growth(p, g: wm.Gemm, cfg, gpu):
     if not cfg.scalar_load_bytes_per_s:
         return 0.0
     assert not cfg.k_iter_latency_s
-    waves, tiles = np.asarray(p.waves), np.asarray(p.tiles)
-    bps = cfg.occupancy(gpu).blocks_per_sm
-    tail = -(-(tiles - (waves - 1) * np.asarray(p.wave_size)) // gpu.sm_count)
-    tail = latency.scheduler_slots(tail, cfg, gpu)
-    lone = bps / min(cfg.single_block_speedup, bps)
-    if cfg.tail_block_speedup:
-        lone = np.where(waves > 1, bps / min(cfg.tail_block_speedup, bps), lone)
-    slots = (waves - 1) * bps + np.maximum(tail, lone)
-    m, n, k = (np.broadcast_to(v, tiles.shape) for v in (g.m, g.n, g.k))
+    slots = loop_slots(p, cfg, gpu)
+    m, n, k = (np.broadcast_to(v, slots.shape) for v in (g.m, g.n, g.k))
     k_iters = -(-k // (cfg.split_k * cfg.tile_k))
     tiles_m = np.ceil(np.ceil(m / cfg.tile_m) / cfg.cluster_m) * cfg.cluster_m
     tiles_n = np.ceil(np.ceil(n / cfg.tile_n) / cfg.cluster_n) * cfg.cluster_n
