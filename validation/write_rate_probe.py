@@ -1,0 +1,104 @@
+"""Time our SIMT GEMMs on write-bound shapes with C's rows 16-byte aligned and not, to measure the rate at
+which the memory system takes element-wise C writes (``scalar_write_bytes_per_s``).
+
+Where N % 4 != 0 our SIMT kernels store C one float at a time. Nsight Compute on the H100 shows those
+stores reaching the L2 as about 2.7x the write sectors of the aligned call, with the DRAM writes
+unchanged: an L2 cost, the same for every SIMT kernel (simt_f32_64x64 and 128x64 at 3827 x 6042 x 9:
+106.0 and 110.2 us against 40.8 and 43.4 us at N 6044; 1.4 TB/s of extra output for both). The
+calibration set holds few calls large enough to pin that rate down (each kernel's own fit put it
+anywhere from 4e11 to 1e14 B/s between two halves of the set), so it is measured here on dedicated
+shapes: none of them is in the committed datasets, so neither the calibration nor the evaluation set
+sees them.
+
+Every shape runs in ``--windows`` interleaved windows (one full pass over the shapes per window); the
+row keeps its median window. Each kernel is checked against cuBLAS on fresh random inputs before it
+is timed (``calls.Runner``).
+
+Usage (on a GPU): PYTHONPATH=. python validation/write_rate_probe.py --out validation/data/h100-sxm/write_rate
+Writes OUT/write_rate_probe.csv (the columns of gemm_own.csv; set "probe", group "write_rate") and
+OUT/write_rate_probe_env.json. The shipped profile is not fitted to it: adding its rows to the SIMT
+fit pins the rate (three kernels' rates 8.5e11-2e12 B/s in both halves of the calibration set) but
+leaves the held-out error no better (validation/data/h100-sxm/write_rate/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from validation.remeasure import median_window  # noqa: E402
+from wavemodel.hardware import calibration_sweep as S  # noqa: E402
+
+KERNELS = ("simt_f32_64x64", "simt_f32_128x64", "simt_f32_128x128")
+MS = (1500, 4500)
+NS = ((2000, 1998, 1999), (6000, 5998, 5999))     # aligned, N % 4 == 2, N % 4 == 3
+KS = (8, 32)
+FILE = "write_rate_probe.csv"
+GROUP = "write_rate"
+
+
+def jobs() -> list[S.Job]:
+    return [S.gemm(GROUP, "fp32", m, n, k, backend="own", kernel=kern)
+            for kern, m, ns, k in itertools.product(KERNELS, MS, NS, KS) for n in ns]
+
+
+def committed_shapes(data_dir: Path) -> set[tuple]:
+    path = data_dir / "gemm_own.csv"
+    if not path.exists():
+        return set()
+    with open(path, newline="") as f:
+        return {(r["kernel"], *(int(r[c]) for c in ("batch", "m", "n", "k"))) for r in csv.DictReader(f)}
+
+
+def probe_rows(data_dir: Path) -> list[S.Job]:
+    """The probe's jobs; raises if one of them is a committed dataset row (it must stay out of both sets)."""
+    seen = committed_shapes(data_dir)
+    clash = [j for j in jobs() if (j.kernel, *j.shape) in seen]
+    if clash:
+        raise ValueError(f"probe shapes already in {data_dir}/gemm_own.csv: {clash[:3]}")
+    return jobs()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--data", type=Path, default=Path("validation/data/h100-sxm"),
+                    help="committed datasets the probe's shapes must stay out of")
+    ap.add_argument("--windows", type=int, default=3)
+    args = ap.parse_args(argv)
+    todo = probe_rows(args.data)
+    from wavemodel.hardware.calls import Runner
+
+    runner = Runner()
+    args.out.mkdir(parents=True, exist_ok=True)
+    timings: dict[int, list[dict]] = {i: [] for i in range(len(todo))}
+    for window in range(args.windows):
+        for i, (job, result) in enumerate(runner.measure(todo)):
+            if isinstance(result, BaseException):
+                raise RuntimeError(f"{job}: {result}") from result
+            timings[i].append(result)
+        print(f"window {window + 1}/{args.windows}: {len(todo)} shapes", file=sys.stderr, flush=True)
+    with open(args.out / FILE, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=S.HEADERS["gemm"], lineterminator="\n")
+        w.writeheader()
+        for i, job in enumerate(todo):
+            row = S.make_row(job, median_window(timings[i]))
+            w.writerow(row | {"set": "probe"})
+    env = runner.environment(" ".join(sys.argv)) | {
+        "windows": args.windows, "kept": "each shape's median window",
+        "window_latencies_us": {f"{j.kernel} {j.shape}": [round(float(t["latency_us_median"]), 4)
+                                                          for t in timings[i]] for i, j in enumerate(todo)}}
+    (args.out / "write_rate_probe_env.json").write_text(json.dumps(env, indent=1) + "\n")
+    print(f"wrote {args.out / FILE}: {len(todo)} shapes", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
