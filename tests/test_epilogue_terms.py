@@ -120,6 +120,7 @@ def test_library_predictions_do_not_use_the_new_terms():
     for dtype in ("fp16", "fp32"):
         for c in wm.configs.library_configs("cublas", H100, dtype):
             assert not c.last_tile_full and not c.epilogue_drains_c and not c.scalar_write_bytes_per_s
+            assert not c.l2_counts_writes and c.line_aligned_rows_factor == 1
 
 
 def test_line_aligned_rows_slow_only_the_main_loop_of_line_aligned_k():
@@ -144,3 +145,18 @@ def test_line_aligned_rows_slow_only_the_main_loop_of_line_aligned_k():
 def test_line_aligned_rows_factor_must_not_speed_up():
     with pytest.raises(ValueError, match="line_aligned_rows_factor"):
         dataclasses.replace(SIMT, line_aligned_rows_factor=0.9)
+
+
+def test_l2_counts_writes_adds_the_outputs_to_the_l2_term_only():
+    g = wm.Gemm(m=np.array([4096, 4096]), n=np.array([1024, 1024]), k=np.array([64, 64]))
+    on = terms(dataclasses.replace(TC, l2_counts_writes=True), g)
+    off = terms(TC, g)
+    l2_bw = UNCALIBRATED.l2_bandwidth(H100, TC)
+    np.testing.assert_allclose(np.asarray(on["l2_s"]) - np.asarray(off["l2_s"]), 4096 * 1024 * 2 / l2_bw,
+                               rtol=1e-12)                                  # fp16 C through the L2
+    np.testing.assert_allclose(on["dram_s"], off["dram_s"], rtol=1e-12)
+    np.testing.assert_allclose(on["ingest_s"], off["ingest_s"], rtol=1e-12)
+    # split-K writes its fp32 partials, split_k times over
+    split = dataclasses.replace(TC, l2_counts_writes=True, split_k=3)
+    d = np.asarray(terms(split, g)["l2_s"]) - np.asarray(terms(dataclasses.replace(TC, split_k=3), g)["l2_s"])
+    np.testing.assert_allclose(d, 4096 * 1024 * 4 * 3 / l2_bw, rtol=1e-12)

@@ -66,6 +66,7 @@ class KernelConfig:
     channel_traffic_factor: float = 1.0  # conv: L2 -> SM traffic multiplier where C is off 32-byte sectors
     padding_loads_free: bool = False   # conv: taps in the padding are zero-filled, not loaded (A panel)
     edge_loads_free: bool = False      # A rows past M and B rows past N are zero-filled, not loaded
+    l2_counts_writes: bool = False     # C's writes draw on the L2 bandwidth beside the panel reads
     smooth_overlap: bool = False       # math and memory combine as a p-norm, not max + unhidden * min
     l2_bandwidth_bytes_per_s: float = 0.0  # what this kernel's loads draw out of L2 (0: the profile's)
     sm_bandwidth_bytes_per_s: float = 0.0  # ... and into one SM (0: the profile's)

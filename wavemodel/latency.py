@@ -46,6 +46,11 @@ For one kernel configuration the time of a call is
   (``edge_loads_free``: tc_f16_conv's row masks), a tile's panels move only its valid rows, on average
   ``M / tiles_m`` and ``N / tiles_n`` (``valid_panel_rows``): a conv with K = 24 output channels
   streams a 24-row filter panel, not 128 rows.
+  Where a configuration has ``l2_counts_writes`` its output's writes (``written_bytes``: C, or the
+  split-K partials) pass through the L2 beside the panel reads and add to ``t_l2`` (our convs:
+  Nsight Compute on the H100 shows a one-wave 1x1 conv's busiest SM slow down as the edge tile's
+  stores grow, validation/data/h100-sxm/ncu_stair_rises/; 2-fold CV on the calibration rows: p90
+  10.33 -> 9.94 % and 9.54 -> 8.72 %. cuBLAS and our GEMMs gain nothing from it and leave it off).
 - where a family's ``unhidden_fraction`` is set, that share of the shorter of ``t_compute`` and
   ``max(t_dram, t_l2)`` adds to the longer: the pipeline hides operand streaming and C's stores under
   the math (or the math under the streams) only in part where the two are of a size (our 1- and
@@ -377,6 +382,12 @@ def line_aligned_rows(k, dtype: str):
     return np.asarray(k) * DTYPE_IN_BYTES[dtype] % LINE_BYTES == 0
 
 
+def written_bytes(sh: _Shared, cfg: KernelConfig):
+    """Bytes the main kernel writes: C, or fp32 partial tiles ``split_k`` times over (split-K)."""
+    per_output = 4.0 * cfg.split_k if cfg.split_k > 1 else DTYPE_OUT_BYTES[sh.g.dtype]
+    return sh.outputs() * per_output
+
+
 def epilogue_bytes(sh: _Shared, cfg: KernelConfig, busiest, tiles, tile_m, tile_n):
     """Bytes of C the busiest SM's tiles store in their epilogues (``busiest`` tiles; arrays broadcast).
 
@@ -495,6 +506,8 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
             from_l2, into_sm = from_l2 * factor, into_sm * factor
         per_l2, per_sm = from_l2 / l2_bw, into_sm / sm_bw
     l2 = tiles * k_iters * per_l2
+    if cfg.l2_counts_writes:    # C's writes pass through the L2 with the panel reads (module docstring)
+        l2 = l2 + written_bytes(sh, cfg) / l2_bw
     ingest = busiest * k_iters * per_sm
     memory = np.maximum(dram + scalar_write, np.maximum(l2, ingest))
 

@@ -25,6 +25,7 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
                  with last_tile_full one of the busiest tiles is Min(m, tile_m) * Min(n, tile_n) instead;
                  with epilogue_drains_c E is at least W, C's DRAM write time, affine in d)
     L2        = tiles * panel_bytes * f * k_iters / l2_bandwidth           # A, B panels out of L2
+                (+ batch * m * n * out_bytes / l2_bandwidth with l2_counts_writes: C's writes, continuous)
                 (a conv kernel that zero-fills padding taps: A's rows times the share of taps inside;
                  one that zero-fills edge rows: m / tiles_m rows of A, n / tiles_n of B, continuous)
     I         = busiest * panel_bytes * f * k_iters / sm_bandwidth        # (bandwidths: the kernel's own
@@ -248,6 +249,9 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, loaded_m, loaded_n)
     factor = float(panel_traffic_factor(cfg, shape, g.dtype))   # a conv's C: not the free dimension
     l2 = tiles * k_iters * sp.sympify(factor * from_l2 / profile.l2_bandwidth(gpu, cfg)).evalf()
+    if cfg.l2_counts_writes:      # C's writes through the L2 beside the panel reads (continuous in d)
+        per_output = 4.0 * cfg.split_k if cfg.split_k > 1 else DTYPE_OUT_BYTES[g.dtype]
+        l2 = l2 + g.batch * m * n * sp.Float(per_output / profile.l2_bandwidth(gpu, cfg))
     ingest = busiest * k_iters * sp.sympify(factor * into_sm / profile.sm_bandwidth(gpu, cfg)).evalf()
 
     dram = _affine_line(terms_x["dram_s"], x, d, "DRAM traffic")

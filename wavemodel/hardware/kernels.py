@@ -98,6 +98,8 @@ class OwnKernel:
             edge_loads_free=self.kind == "conv",
             # its math and memory streams combine smoothly, not as max + a fixed share of the shorter
             smooth_overlap=self.kind == "conv",
+            # its output's writes draw on the L2 bandwidth beside the panel reads
+            l2_counts_writes=self.kind == "conv",
             # a call ends with an interior tile's epilogue (GEMMs and convs); the one-block-per-SM
             # tensor-core GEMMs store C from registers after the main loop with no other block resident to run
             # meanwhile, so C's DRAM writes are not hidden: see own.toml
