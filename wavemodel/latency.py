@@ -50,7 +50,8 @@ For one kernel configuration the time of a call is
   split-K partials) pass through the L2 beside the panel reads and add to ``t_l2`` (our convs:
   Nsight Compute on the H100 shows a one-wave 1x1 conv's busiest SM slow down as the edge tile's
   stores grow, validation/data/h100-sxm/ncu_stair_rises/; 2-fold CV on the calibration rows: p90
-  10.33 -> 9.94 % and 9.54 -> 8.72 %. cuBLAS and our GEMMs gain nothing from it and leave it off).
+  10.33 -> 9.94 % and 9.54 -> 8.72 %; for cuBLAS and our GEMMs the same CV shows no robust gain, so
+  they leave it off).
 - where a family's ``unhidden_fraction`` is set, that share of the shorter of ``t_compute`` and
   ``max(t_dram, t_l2)`` adds to the longer: the pipeline hides operand streaming and C's stores under
   the math (or the math under the streams) only in part where the two are of a size (our 1- and
