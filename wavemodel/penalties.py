@@ -15,6 +15,8 @@ from .configs import KernelConfig
 from .latency import LINE_BYTES, SECTOR_BYTES, line_aligned_rows
 from .shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES, Conv2d, as_shape
 
+MATERIAL_FACTOR = 1.005     # a fitted slowdown factor below this (printed as x1.00) is not named
+
 
 def alignment_penalties(shape, cfg: KernelConfig) -> list[str]:
     """One line per alignment term that ``cfg`` charges ``shape`` (empty where none applies)."""
@@ -27,7 +29,7 @@ def alignment_penalties(shape, cfg: KernelConfig) -> list[str]:
     vec_in, vec_out = 16 // in_b, 16 // out_b
     k, n = int(g.k), int(g.n)
     out = []
-    if cfg.line_aligned_rows_factor != 1 and bool(line_aligned_rows(k, g.dtype)):
+    if cfg.line_aligned_rows_factor >= MATERIAL_FACTOR and bool(line_aligned_rows(k, g.dtype)):
         out.append(f"rows of A start at one offset of their {LINE_BYTES}-byte lines (K x {in_b} B = "
                    f"{k * in_b} B): main loop x{cfg.line_aligned_rows_factor:.2f}")
     if cfg.scalar_load_bytes_per_s:
@@ -38,7 +40,8 @@ def alignment_penalties(shape, cfg: KernelConfig) -> list[str]:
     if (cfg.scalar_store_factor != 1 or cfg.scalar_write_bytes_per_s) and n % vec_out:
         out.append(f"rows of C are not 16-byte aligned (N = {n}, not a multiple of {vec_out}): C is stored "
                    f"element by element")
-    if isinstance(shape, Conv2d) and cfg.channel_traffic_factor != 1 and int(shape.c) * in_b % SECTOR_BYTES:
+    if (isinstance(shape, Conv2d) and cfg.channel_traffic_factor >= MATERIAL_FACTOR
+            and int(shape.c) * in_b % SECTOR_BYTES):
         out.append(f"input channels start off {SECTOR_BYTES}-byte sectors (C x {in_b} B = "
                    f"{int(shape.c) * in_b} B): L2 traffic x{cfg.channel_traffic_factor:.2f}")
     if cfg.only_misaligned:
