@@ -189,8 +189,12 @@ def panel_traffic_factor(cfg: KernelConfig, shape: Gemm | Conv2d, dtype: str):
     """
     if cfg.channel_traffic_factor == 1 or not isinstance(shape, Conv2d):
         return 1.0
-    off = np.asarray(shape.c) * DTYPE_IN_BYTES[dtype] % SECTOR_BYTES != 0
-    return np.where(off, cfg.channel_traffic_factor, 1.0)
+    return np.where(channels_off_sectors(shape, dtype), cfg.channel_traffic_factor, 1.0)
+
+
+def channels_off_sectors(shape: Conv2d, dtype: str):
+    """True where a convolution's input-channel rows start off 32-byte sectors (``C * in_bytes % 32``)."""
+    return np.asarray(shape.c) * DTYPE_IN_BYTES[dtype] % SECTOR_BYTES != 0
 
 
 def valid_tap_fraction(shape: Gemm | Conv2d):
@@ -383,10 +387,14 @@ def line_aligned_rows(k, dtype: str):
     return np.asarray(k) * DTYPE_IN_BYTES[dtype] % LINE_BYTES == 0
 
 
+def written_bytes_per_output(cfg: KernelConfig, dtype: str) -> float:
+    """Bytes the main kernel writes per output: C's, or fp32 partials ``split_k`` times over (split-K)."""
+    return 4.0 * cfg.split_k if cfg.split_k > 1 else float(DTYPE_OUT_BYTES[dtype])
+
+
 def written_bytes(sh: _Shared, cfg: KernelConfig):
-    """Bytes the main kernel writes: C, or fp32 partial tiles ``split_k`` times over (split-K)."""
-    per_output = 4.0 * cfg.split_k if cfg.split_k > 1 else DTYPE_OUT_BYTES[sh.g.dtype]
-    return sh.outputs() * per_output
+    """Bytes the main kernel writes (``written_bytes_per_output`` for each output)."""
+    return sh.outputs() * written_bytes_per_output(cfg, sh.g.dtype)
 
 
 def epilogue_bytes(sh: _Shared, cfg: KernelConfig, busiest, tiles, tile_m, tile_n):

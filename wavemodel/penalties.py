@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .configs import KernelConfig
-from .latency import LINE_BYTES, SECTOR_BYTES, line_aligned_rows
+from .latency import LINE_BYTES, SECTOR_BYTES, channels_off_sectors, line_aligned_rows
 from .shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES, Conv2d, as_shape
 
 MATERIAL_FACTOR = 1.005     # a fitted slowdown factor below this (printed as x1.00) is not named
@@ -41,7 +41,7 @@ def alignment_penalties(shape, cfg: KernelConfig) -> list[str]:
         out.append(f"rows of C are not 16-byte aligned (N = {n}, not a multiple of {vec_out}): C is stored "
                    f"element by element")
     if (isinstance(shape, Conv2d) and cfg.channel_traffic_factor >= MATERIAL_FACTOR
-            and int(shape.c) * in_b % SECTOR_BYTES):
+            and bool(channels_off_sectors(shape, g.dtype))):
         out.append(f"input channels start off {SECTOR_BYTES}-byte sectors (C x {in_b} B = "
                    f"{int(shape.c) * in_b} B): L2 traffic x{cfg.channel_traffic_factor:.2f}")
     if cfg.only_misaligned:

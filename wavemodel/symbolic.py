@@ -105,6 +105,7 @@ from .latency import (
     panel_traffic_factor,
     select,
     valid_tap_fraction,
+    written_bytes_per_output,
 )
 from .shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES, Conv2d, Gemm, as_shape
 from .waves import wave_size
@@ -250,7 +251,7 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     factor = float(panel_traffic_factor(cfg, shape, g.dtype))   # a conv's C: not the free dimension
     l2 = tiles * k_iters * sp.sympify(factor * from_l2 / profile.l2_bandwidth(gpu, cfg)).evalf()
     if cfg.l2_counts_writes:      # C's writes through the L2 beside the panel reads (continuous in d)
-        per_output = 4.0 * cfg.split_k if cfg.split_k > 1 else DTYPE_OUT_BYTES[g.dtype]
+        per_output = written_bytes_per_output(cfg, g.dtype)
         l2 = l2 + g.batch * m * n * sp.Float(per_output / profile.l2_bandwidth(gpu, cfg))
     ingest = busiest * k_iters * sp.sympify(factor * into_sm / profile.sm_bandwidth(gpu, cfg)).evalf()
 
