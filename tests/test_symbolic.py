@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import wavemodel as wm
@@ -589,9 +589,18 @@ def configs(draw):
     return cfg, gpu
 
 
+# found by this property on a clean CI run: at m = 673 the L2 term rises to the ingest term, a last
+# ulp above it, which the closed form once counted as a step
+ULP_CASE = (wm.KernelConfig(name="hyp", tile_m=32, tile_n=64, tile_k=8, threads=256,
+                            regs_per_thread=16, smem_per_block_bytes=0, cluster_n=4, split_k=4,
+                            efficiency=0.5, tile_overhead_s=0.0),
+            wm.gpu("h100-sxm"))
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(configs(), st.sampled_from(["m", "n", "k"]), st.integers(1, 8192), st.integers(1, 8192),
        st.integers(1, 4), st.integers(1, 3000), st.integers(0, 2500))
+@example(ULP_CASE, "m", 3, 1, 3, 1, 672)
 def test_step_positions_property(cfg_gpu, free, a, b, batch, lo, width):
     cfg, gpu = cfg_gpu
     others = [x for x in "mnk" if x != free]

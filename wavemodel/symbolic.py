@@ -369,6 +369,11 @@ def boundaries(cfg: KernelConfig, free: str, lo: int, hi: int, shape=None, gpu: 
     return q * period + 1
 
 
+# a rise smaller than this share is float rounding of two equal pieces (the L2 and ingest terms a
+# last ulp apart), not a step
+STEP_RTOL = 1e-12
+
+
 def _pieces(shape, cfg, gpu, free, profile, d: np.ndarray) -> dict:
     """At each ``d``: the latency ``now`` and that of the piece held from ``d - 1`` (``held``)."""
     t = _terms(shape, cfg, gpu, free, profile)
@@ -381,7 +386,7 @@ def _step_positions(shape, cfg, gpu, free, lo, hi, profile) -> list[int]:
     if d.size == 0:
         return []
     p = _pieces(shape, cfg, gpu, free, profile, d)
-    return [int(x) for x in d[p["now"] > p["held"]]]
+    return [int(x) for x in d[p["now"] > p["held"] * (1 + STEP_RTOL)]]
 
 
 def step_positions(shape, cfg: KernelConfig, gpu: GPUSpec | str, free: str, lo: int, hi: int,
@@ -430,4 +435,4 @@ def staircase_steps(shape, gpu: GPUSpec | str, free: str, lo: int, hi: int, back
     pick = np.arange(d.size)
     lat_now = np.stack([t["latency_s"] for t in now])[select(_gemm(sel), configs, now, sel), pick]
     lat_held = np.stack([t["latency_s"] for t in held])[select(_gemm(sel), configs, held, sel), pick]
-    return [int(x) for x in d[lat_now > lat_held * (1 + 1e-12)]]
+    return [int(x) for x in d[lat_now > lat_held * (1 + STEP_RTOL)]]
