@@ -165,6 +165,19 @@ def test_library_fit_on_synthetic_data(tmp_path, capsys):
     assert cal < 1.0 and cal < 0.2 * start
 
 
+def test_library_families_fit_the_off_sector_write_factor_only_where_c_is_stored_as_vectors():
+    from wavemodel.commands.calibrate import LIBRARY_FREE, library_free
+    fams = sorted({c.family for d in ("fp16", "fp32", "tf32") for c in library_configs("cublas", H100, d)})
+    free = library_free("cublas", fams, H100)
+    assert set(free) == set(fams)
+    with_factor = {f for f, params in free.items() if "off_sector_write_factor" in params}
+    # nvjet stores C as vectors; the fallbacks for rows off 16 bytes store element-wise, and split-K
+    # kernels write fp32 partials
+    assert "nvjet" in with_factor and "tf32_sm90" in with_factor
+    assert not with_factor & {"cutlass_fallback", "simt_f32_any", "nvjet_splitk", "tf32_sm80_splitk"}
+    assert all(params[:len(LIBRARY_FREE)] == LIBRARY_FREE for params in free.values())
+
+
 def fit_error(g, t, profile) -> float:
     predicted = wm.predict_latency(g, H100, "cublas", profile=profile).latency_s
     return 100 * float(np.median(np.abs(predicted / t - 1)))

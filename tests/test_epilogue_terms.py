@@ -121,6 +121,7 @@ def test_library_predictions_do_not_use_the_new_terms():
         for c in wm.configs.library_configs("cublas", H100, dtype):
             assert not c.last_tile_full and not c.epilogue_drains_c and not c.scalar_write_bytes_per_s
             assert not c.l2_counts_writes and c.line_aligned_rows_factor == 1
+            assert c.off_sector_write_factor == 1     # the catalogue's; the profile fits it
 
 
 def test_line_aligned_rows_slow_only_the_main_loop_of_line_aligned_k():
@@ -145,6 +146,31 @@ def test_line_aligned_rows_slow_only_the_main_loop_of_line_aligned_k():
 def test_line_aligned_rows_factor_must_not_speed_up():
     with pytest.raises(ValueError, match="line_aligned_rows_factor"):
         dataclasses.replace(SIMT, line_aligned_rows_factor=0.9)
+
+
+def test_off_sector_writes_only_where_rows_of_c_start_off_32_byte_sectors():
+    # fp16 rows of 1024 and 1040 outputs (2048, 2080 bytes) start on sectors; 1032 (2064 bytes) and
+    # 1048 do not: every other row starts 16 bytes into one
+    n = np.array([1024, 1032, 1040, 1048])
+    assert list(wm.latency.rows_off_sectors(n, "fp16")) == [False, True, False, True]
+    assert list(wm.latency.rows_off_sectors(np.array([1028, 1032]), "fp32")) == [True, False]
+    cfg = dataclasses.replace(TC, off_sector_write_factor=1.5)
+    g = wm.Gemm(m=8192, n=n, k=16)                      # write-bound: C is most of the bytes
+    on, off = terms(cfg, g), terms(TC, g)
+    extra = np.asarray(on["scalar_write_s"])
+    rate = DRAM_BW * TC.write_bandwidth_efficiency      # C's writes at their own rate
+    np.testing.assert_allclose(extra[[1, 3]], 8192 * n[[1, 3]] * 2 * 0.5 / rate, rtol=1e-12)
+    assert extra[0] == 0.0 and extra[2] == 0.0
+    np.testing.assert_allclose(on["dram_s"], off["dram_s"], rtol=1e-12)    # a term of its own
+    lat_on, lat_off = np.asarray(on["latency_s"]), np.asarray(off["latency_s"])
+    assert np.all(lat_on[[0, 2]] == lat_off[[0, 2]])
+    assert np.all(lat_on[[1, 3]] > lat_off[[1, 3]])
+    assert TC.off_sector_write_factor == 1.0
+
+
+def test_off_sector_write_factor_must_not_speed_up():
+    with pytest.raises(ValueError, match="off_sector_write_factor"):
+        dataclasses.replace(TC, off_sector_write_factor=0.8)
 
 
 def test_l2_counts_writes_adds_the_outputs_to_the_l2_term_only():

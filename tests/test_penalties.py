@@ -41,6 +41,16 @@ def test_conv_channels_off_sectors():
     assert alignment_penalties(wm.Conv2d(n=8, c=80, h=28, w=28, k=128, r=3, s=3, padding=1), CONV) == []
 
 
+def test_rows_of_c_off_sectors_only_where_the_factor_is_on():
+    tc = wm.KernelConfig(name="t_pen_tc", tile_m=128, tile_n=256, tile_k=64, threads=384, regs_per_thread=168,
+                         smem_per_block_bytes=200000, off_sector_write_factor=1.3)
+    (line,) = alignment_penalties(wm.Gemm(m=15080, n=14936, k=16), tc)      # 29872-byte rows
+    assert "29872 B" in line and "x1.30" in line
+    assert alignment_penalties(wm.Gemm(m=15080, n=14944, k=16), tc) == []    # 29888 B: on sectors
+    assert alignment_penalties(wm.Gemm(m=15080, n=14936, k=16), dataclasses.replace(
+        tc, off_sector_write_factor=1.0)) == []
+
+
 def test_one_shape_at_a_time():
     with pytest.raises(ValueError, match="one shape"):
         alignment_penalties(wm.Gemm(m=np.array([8, 16]), n=8, k=8), SIMT)

@@ -70,7 +70,8 @@ def dram_s(shape, cfg, gpu):
     """The model's DRAM term (affine in every dimension), for the brute force below."""
     cfg = calibration.profile_for(gpu, cfg.name).apply(cfg)
     dram = dram_bytes(shape, cfg.split_k) / (gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
-    if not (cfg.write_bandwidth_efficiency or cfg.epilogue_drains_c or cfg.scalar_write_bytes_per_s):
+    if not (cfg.write_bandwidth_efficiency or cfg.epilogue_drains_c or cfg.scalar_write_bytes_per_s
+            or cfg.off_sector_write_factor != 1):
         return dram
     written = shape.batch * np.asarray(shape.m, dtype=float) * shape.n * DTYPE_OUT_BYTES[shape.dtype]
     if cfg.write_bandwidth_efficiency:
@@ -82,6 +83,10 @@ def dram_s(shape, cfg, gpu):
     if cfg.scalar_write_bytes_per_s:    # element-wise C writes where n is off 16 bytes (its alignment at d)
         misaligned = np.asarray(shape.n) % (16 // DTYPE_OUT_BYTES[shape.dtype]) != 0
         dram = dram + misaligned * written / cfg.scalar_write_bytes_per_s
+    if cfg.off_sector_write_factor != 1:    # partial-sector C writes where n * out_bytes is off 32 bytes
+        off = np.asarray(shape.n) * DTYPE_OUT_BYTES[shape.dtype] % 32 != 0
+        dram = dram + off * written * (cfg.off_sector_write_factor - 1) / (
+            gpu.dram_bandwidth_bytes_per_s * (cfg.write_bandwidth_efficiency or cfg.bandwidth_efficiency))
     return dram
 
 
@@ -456,6 +461,9 @@ CASES = [
     # slow C writes: a memory-bound narrow-K GEMM
     (dataclasses.replace(NARROW, name="t_narrow_writes", write_bandwidth_efficiency=0.4), H100,
      dict(m=3000, n=2000, k=64), "fp16", 2),
+    # ... slower still where rows of C start off 32-byte sectors (n % 16 == 8 in fp16)
+    (dataclasses.replace(NARROW, name="t_narrow_off_sector", write_bandwidth_efficiency=0.4,
+                         off_sector_write_factor=1.4), H100, dict(m=3000, n=2008, k=64), "fp16", 2),
     # a K-iteration latency floor that binds on the partial last waves (5 blocks per SM outrun it)
     (dataclasses.replace(NARROW, name="t_narrow_kfloor", k_iter_latency_s=1e-7), H100,
      dict(m=3000, n=1200, k=3000), "fp16", 1),
@@ -632,16 +640,21 @@ def brute_staircase_steps(dims, gpu, free, lo, hi, backend, make=None):
     now, held = [], []
     for c in configs:
         t = config_latency(g, profile.apply(c), gpu, profile, shape)
-        lat, comp, mem, fixed, memset, dispatch, dram = (np.broadcast_to(t[key], x.shape) for key in (
-            "latency_s", "compute_s", "memory_s", "fixed_s", "memset_s", "dispatch_s", "dram_s"))
+        keys = ("latency_s", "compute_s", "memory_s", "fixed_s", "memset_s", "dispatch_s", "dram_s",
+                "scalar_write_s", "l2_s", "ingest_s")
+        lat, comp, mem, fixed, memset, dispatch, dram, aligning, l2, ingest = (
+            np.broadcast_to(t[key], x.shape) for key in keys)
+        dram = dram + aligning      # C's partial-sector writes: the DRAM stream at d, never held
         now.append(dict(latency_s=lat[1:]))
         # held from d - 1: the memset a persistent kernel adds from its second wave and the first
         # wave's CTA dispatch are quantised too
         fixed_held = fixed[1:] - memset[1:] + memset[:-1] - dispatch[1:] + dispatch[:-1]
         applied = profile.apply(c)     # the library's profile: its configurations' own names have none
         growth = epilogue_growth(wm.predict_latency(shape, gpu, backend=c, profile=profile), g, applied, gpu)
+        # L2 and ingest held at d - 1 even where those writes outran them there
         held.append(dict(latency_s=fixed_held + held_from_before(comp, mem, dram, growth,
-                                                                 applied.unhidden_fraction)))
+                                                                 applied.unhidden_fraction,
+                                                                 np.maximum(l2, ingest))))
     pick = np.arange(x.size - 1)
     lat_now = np.stack([t["latency_s"] for t in now])[select(g_aligned, configs, now, sel), pick]
     lat_held = np.stack([t["latency_s"] for t in held])[select(g_aligned, configs, held, sel), pick]

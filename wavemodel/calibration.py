@@ -25,7 +25,7 @@ FITTED_FIELDS = ("efficiency", "tile_overhead_s", "kernel_fixed_s", "single_bloc
                  "tail_block_speedup", "bandwidth_efficiency", "store_bytes_per_s", "k_iter_latency_s",
                  "cta_dispatch_s", "write_bandwidth_efficiency", "unhidden_fraction", "scalar_store_factor",
                  "scalar_load_bytes_per_s", "scalar_write_bytes_per_s", "channel_traffic_factor",
-                 "line_aligned_rows_factor",
+                 "line_aligned_rows_factor", "off_sector_write_factor",
                  "l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s")
 # Uncalibrated L2 -> SM bandwidths in bytes per SM clock: one SM's L1 takes in up to 64 bytes per
 # clock; the L2 serves 5120 bytes per clock to A100's 108 SMs (NVIDIA A100 whitepaper), ~48 per SM.

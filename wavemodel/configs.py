@@ -61,6 +61,8 @@ class KernelConfig:
     #                                    writes where its rows are not 16-byte aligned (0: no such term)
     line_aligned_rows_factor: float = 1.0  # main-loop slowdown where A's rows all start at one offset of
     #                                    their 128-byte lines (K x in_bytes a multiple of 128; 1: none)
+    off_sector_write_factor: float = 1.0  # DRAM cost of each byte of C where its rows start off 32-byte
+    #                                    sectors (N x out_bytes % 32 != 0: partial-sector writes; 1: none)
     last_tile_full: bool = False       # the busiest SM's last tile stores a full interior tile, not the mean
     epilogue_drains_c: bool = False    # C's DRAM writes happen in the epilogue, after the main loop
     channel_traffic_factor: float = 1.0  # conv: L2 -> SM traffic multiplier where C is off 32-byte sectors
@@ -95,6 +97,8 @@ class KernelConfig:
             raise ValueError(f"scalar_store_factor: must be >= 1, got {self.scalar_store_factor!r}")
         if self.line_aligned_rows_factor < 1:
             raise ValueError(f"line_aligned_rows_factor: must be >= 1, got {self.line_aligned_rows_factor!r}")
+        if self.off_sector_write_factor < 1:
+            raise ValueError(f"off_sector_write_factor: must be >= 1, got {self.off_sector_write_factor!r}")
         if self.channel_traffic_factor < 1:
             raise ValueError(f"channel_traffic_factor: must be >= 1, got {self.channel_traffic_factor!r}")
         for name in ("l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s", "scalar_load_bytes_per_s",

@@ -31,7 +31,9 @@ For one kernel configuration the time of a call is
   is set, the output's writes at that fraction instead (reads and writes share the DRAM, so the two
   times add: write-bound small-K GEMMs store C at well under the read bandwidth). Where a family's
   ``scalar_write_bytes_per_s`` is set and rows of C are not 16-byte aligned, C's element-wise writes
-  (partial-sector writes, every SM's together) add their time at that rate (``scalar_write_s``).
+  (partial-sector writes, every SM's together) add their time at that rate (``scalar_write_s``);
+  where its ``off_sector_write_factor`` is set and rows of C start off 32-byte sectors (fp16 N % 16
+  == 8), C's bytes cost that many times their write time (``off_sector_write_s``).
 - ``t_l2`` is the traffic into the SMs: every tile streams its A and B panels (``(tile_m + tile_n) x
   K`` elements) out of L2, all tiles through the L2's bandwidth (panels a cluster shares are read
   once and multicast), and the busiest SM's tiles through what one SM can ingest; so small tiles,
@@ -418,6 +420,28 @@ def epilogue_bytes(sh: _Shared, cfg: KernelConfig, busiest, tiles, tile_m, tile_
     return stored
 
 
+def rows_off_sectors(n, dtype: str):
+    """True where rows of C (``n`` outputs each) start off 32-byte sectors: ``n * out_bytes % 32 != 0``
+    (fp16 ``n % 16 == 8``: every other row starts mid-sector)."""
+    return np.asarray(n) * DTYPE_OUT_BYTES[dtype] % SECTOR_BYTES != 0
+
+
+def off_sector_write_s(sh: _Shared, cfg: KernelConfig, gpu: GPUSpec):
+    """Extra DRAM-stream time of C's writes where its rows start off 32-byte sectors (0 elsewhere).
+
+    Every other such row's piece in a tile begins and ends in a sector that the neighbouring tile, on
+    another CTA, completes at another time: C's bytes then cost ``off_sector_write_factor`` times
+    their time at the write rate (fitted). Nsight Compute on the H100 (cuBLAS, fp16, K = 16,
+    validation/data/h100-sxm/ncu_off_sector/): the same kernel writes the same DRAM bytes 47-58 %
+    slower at N = 8200, 8216 or 14936 than at N = 8192, 8208 or 14944, with 16 % more L2 write
+    sectors. Split-K configurations write fp32 partials here (on sectors for 8-aligned N).
+    """
+    rate = gpu.dram_bandwidth_bytes_per_s * (cfg.write_bandwidth_efficiency or cfg.bandwidth_efficiency)
+    off = rows_off_sectors(sh.n, sh.g.dtype)
+    return np.where(off, sh.outputs() * (DTYPE_OUT_BYTES[sh.g.dtype] * (cfg.off_sector_write_factor - 1)
+                                         / rate), 0.0)
+
+
 def c_write_s(sh: _Shared, cfg: KernelConfig, gpu: GPUSpec):
     """DRAM time of the call's C writes: its outputs at ``write_bandwidth_efficiency`` (else
     ``bandwidth_efficiency``) of the DRAM bandwidth, the part of ``dram_s`` that C's writes take.
@@ -499,6 +523,8 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
         dram = dram - written                               # the DRAM stream keeps the reads
     compute = compute + epilogue
     scalar_write = scalar_write_s(sh, cfg) if cfg.scalar_write_bytes_per_s else 0.0
+    if cfg.off_sector_write_factor != 1:   # C's rows off 32-byte sectors: partial-sector writes
+        scalar_write = scalar_write + off_sector_write_s(sh, cfg, gpu)
     factor = panel_traffic_factor(cfg, sh.shape, g.dtype)
     l2_bw, sm_bw = profile.l2_bandwidth(gpu, cfg), profile.sm_bandwidth(gpu, cfg)
     loaded_m, loaded_n = valid_panel_rows(cfg, g, tiles_m, tiles_n, tm)   # rows of A and B that move

@@ -3,8 +3,9 @@
 ``alignment_penalties(shape, config)`` lists, in words, each alignment-dependent term of
 ``wavemodel.latency`` that the configuration (as calibrated: ``Prediction.config``) charges this call:
 rows of A at one offset of their 128-byte lines, operand or output rows off 16 bytes (element-wise
-loads and stores), a convolution's input channels off 32-byte sectors, and a library's fallback for
-operands off 16 bytes. Pure: no I/O. One scalar shape at a time.
+loads and stores), rows of C off 32-byte sectors (partial-sector writes), a convolution's input
+channels off 32-byte sectors, and a library's fallback for operands off 16 bytes. Pure: no I/O.
+One scalar shape at a time.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .configs import KernelConfig
-from .latency import LINE_BYTES, SECTOR_BYTES, channels_off_sectors, line_aligned_rows
+from .latency import LINE_BYTES, SECTOR_BYTES, channels_off_sectors, line_aligned_rows, rows_off_sectors
 from .shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES, Conv2d, as_shape
 
 MATERIAL_FACTOR = 1.005     # a fitted slowdown factor below this (printed as x1.00) is not named
@@ -40,6 +41,9 @@ def alignment_penalties(shape, cfg: KernelConfig) -> list[str]:
     if (cfg.scalar_store_factor != 1 or cfg.scalar_write_bytes_per_s) and n % vec_out:
         out.append(f"rows of C are not 16-byte aligned (N = {n}, not a multiple of {vec_out}): C is stored "
                    f"element by element")
+    if cfg.off_sector_write_factor >= MATERIAL_FACTOR and bool(rows_off_sectors(n, g.dtype)):
+        out.append(f"rows of C start off {SECTOR_BYTES}-byte sectors (N x {out_b} B = {n * out_b} B): "
+                   f"C's DRAM writes x{cfg.off_sector_write_factor:.2f}")
     if (isinstance(shape, Conv2d) and cfg.channel_traffic_factor >= MATERIAL_FACTOR
             and bool(channels_off_sectors(shape, g.dtype))):
         out.append(f"input channels start off {SECTOR_BYTES}-byte sectors (C x {in_b} B = "

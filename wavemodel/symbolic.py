@@ -33,7 +33,9 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
     D         = dram_bytes / (dram_bandwidth * bandwidth_efficiency)      # affine in d
                 (C's writes at write_bandwidth_efficiency where a profile sets it; none with
                  epilogue_drains_c, whose epilogue has them; + batch * m * n * out_bytes /
-                 scalar_write_rate where n % (16 / out_bytes) != 0: element-wise C writes)
+                 scalar_write_rate where n % (16 / out_bytes) != 0: element-wise C writes; + batch * m
+                 * n * out_bytes * (off_sector_write_factor - 1) / write_rate where n * out_bytes % 32
+                 != 0: partial-sector C writes)
     F         = kernel_fixed + extra kernels (split-K reduce, memsets)    # affine in d, but memsets
                 + Min(tiles, wave_size) * cta_dispatch                      # and the first wave's dispatch
     latency   = F + Piecewise((C, C >= M), (M, True)),  M = Max(D, L2, I)
@@ -98,6 +100,7 @@ from .gpus import GPUSpec
 from .gpus import gpu as lookup_gpu
 from .latency import (
     LINE_BYTES,
+    SECTOR_BYTES,
     _Shared,
     candidate_configs,
     config_latency,
@@ -259,6 +262,13 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     if cfg.scalar_write_bytes_per_s:  # C's element-wise writes where n is off 16 bytes, beside the reads
         dram = dram + sp.Piecewise((0, sp.Eq(sp.Mod(n, vector), 0)), (g.batch * m * n * sp.Float(
             DTYPE_OUT_BYTES[g.dtype] / cfg.scalar_write_bytes_per_s), True))
+    if cfg.off_sector_write_factor != 1:   # C's rows off 32-byte sectors: partial-sector writes
+        rate = gpu.dram_bandwidth_bytes_per_s * (cfg.write_bandwidth_efficiency or cfg.bandwidth_efficiency)
+        # 1 where n * out_bytes % 32 != 0, else 0 (integers); not a Piecewise: the printer simplifies the
+        # latency's Piecewise conditions by substituting values, where one inside them gives nan
+        off = sp.Min(1, sp.Mod(n * DTYPE_OUT_BYTES[g.dtype], SECTOR_BYTES))
+        dram = dram + off * g.batch * m * n * sp.Float(
+            DTYPE_OUT_BYTES[g.dtype] * (cfg.off_sector_write_factor - 1) / rate)
     # the fixed time is affine but for a persistent kernel's memset, launched from its second wave on,
     # and the first wave's CTA dispatch
     fixed_affine = _affine_line(terms_x["fixed_s"] - terms_x["memset_s"] - terms_x["dispatch_s"], x, d,

@@ -19,7 +19,8 @@ CSVs in DIR with ``wavemodel.fit.fit_profile``, one fit per backend group of the
 - ``cublas`` / ``cudnn``: the families of the library's catalogue for the dtypes in the data; free:
   the group's launch_overhead_s, l2_bandwidth_bytes_per_s, sm_bandwidth_bytes_per_s and per family
   efficiency, tile_overhead_s, kernel_fixed_s, bandwidth_efficiency, k_iter_latency_s,
-  cta_dispatch_s, write_bandwidth_efficiency and unhidden_fraction (LIBRARY_FREE).
+  cta_dispatch_s, write_bandwidth_efficiency and unhidden_fraction (LIBRARY_FREE), and
+  off_sector_write_factor for the families that store C as 16-byte vectors (``library_free``).
 
 The profile (the format ``wavemodel.calibration`` reads) records the datasets, the rows and the
 calibration-set error of each fit under ``"fit"``; an existing ``--out`` for the same GPU keeps the
@@ -159,6 +160,22 @@ def own_free(families) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def library_free(group: str, families, gpu: GPUSpec) -> dict[str, tuple[str, ...]]:
+    """Per family of a library, the parameters to fit: ``LIBRARY_FREE``, and ``off_sector_write_factor``
+    for the families whose main kernel stores C as 16-byte vectors: not the misaligned fallbacks (a
+    configuration that takes rows of A and B off 16 bytes), which store it element by element, nor
+    the split-K families, whose main kernels write fp32 partials (on sectors wherever N is 8-aligned)."""
+    vector = set()
+    for dtype in DTYPE_IN_BYTES:
+        try:
+            configs = library_configs(group, gpu, dtype)
+        except ValueError:
+            continue
+        vector |= {c.family for c in configs
+                   if c.alignment_elements * DTYPE_IN_BYTES[dtype] >= 16 and c.split_k == 1}
+    return {f: LIBRARY_FREE + (("off_sector_write_factor",) if f in vector else ()) for f in families}
+
+
 def predictable(groups, gpu: GPUSpec) -> tuple[list, list[str]]:
     """(groups the model predicts, labels of those it raises on)."""
     good, bad = [], []
@@ -181,7 +198,7 @@ def fit_group(group: str, rows, gpu: GPUSpec, iterations: int = DEFAULT_ITERATIO
         raise ValueError(f"--backend {group}: the model predicts none of its rows ({'; '.join(skipped)})")
     kept = [r for members, _ in groups for r in members]
     families, unnamed = catalogue_families(group, kept, gpu)
-    free_family = own_free(families) if group == "own" else LIBRARY_FREE
+    free_family = own_free(families) if group == "own" else library_free(group, families, gpu)
     initial = ({k: v for f in families for k, v in ((f"{f}.store_bytes_per_s", OWN_INITIAL_STORE_BYTES_PER_S),
                                                      (f"{f}.unhidden_fraction", OWN_INITIAL_UNHIDDEN))}
                if group == "own" else {})
