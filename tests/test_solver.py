@@ -218,8 +218,10 @@ def _check_guarantees(sol, net, count, backend=None):
     assert total == pytest.approx(sol.latency_after_s, rel=1e-9)
     for change, lat in zip(sol.layers, per, strict=True):
         assert change.latency_after_s == pytest.approx(lat, rel=1e-9)
-        # never slower than the original layer
-        assert change.latency_after_s <= change.latency_before_s * (1 + 1e-9), change.name
+        # never slower than the original layer, but where it keeps the reference widths (keep and
+        # reference modes must reach those: a uniform width off 32-byte sectors may be slower)
+        at_reference = change.width_reference is not None and change.width_after == change.width_reference
+        assert change.latency_after_s <= change.latency_before_s * (1 + 1e-9) or at_reference, change.name
         assert change.width_after <= change.width_before and change.in_width_after <= change.in_width_before
         assert by[change.name].name == change.name
     for v in net.variables:

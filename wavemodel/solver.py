@@ -17,7 +17,10 @@ Three modes, all on the model's predicted latency (``predict_latency``, library 
   whole heads / tensor-parallel shards) up to the original, plus the original itself. A layer's latency
   depends on its input and output widths only, and the links are chains (``networks.segments``), so
   the latency is a sum of unary and pairwise tables along disjoint paths. Any entry slower than the
-  layer's original latency is forbidden, so **no layer is ever predicted slower than it was**. In keep
+  layer's original latency is forbidden, so **no layer is ever predicted slower than it was**, but
+  for a layer that keep or reference mode leaves at its reference widths (which must stay reachable:
+  a uniform width whose rows of C start off 32-byte sectors, 56 channels for ResNet-50's stem, can be
+  slower than the original 64). In keep
   mode each width stays within ``max_change`` (default 0.1) of its original width around the uniform
   width: the pruning method's per-layer choice is kept and moved to step edges (``max_change=None``
   lets the solver trade whole layers, e.g. starve the high-resolution ones, for channel count).

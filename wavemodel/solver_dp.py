@@ -2,12 +2,12 @@
 
 ``build_problem`` turns a network into unary and pairwise latency tables along its width chains (one
 ``predict_latency`` call per layer kind, identical layers evaluated once; an entry slower than the
-layer's original latency is forbidden). ``solve_exact`` runs a DP along each chain over (width,
-channels kept) and merges the chains with a min-plus knapsack: optimal over the candidate widths.
-``solve_lagrangian`` maximises ``channels - mu * latency`` by Viterbi per chain, bisects ``mu`` and
-spends what is left greedily, returning certified bounds. ``widen`` moves every width to the edge of
-its step. ``solver.solve_network`` is the public entry point; see its module docstring for the
-guarantees.
+layer's original latency is forbidden, but for the reference widths). ``solve_exact`` runs a DP
+along each chain over (width, channels kept) and merges the chains with a min-plus knapsack: optimal
+over the candidate widths. ``solve_lagrangian`` maximises ``channels - mu * latency`` by Viterbi per
+chain, bisects ``mu`` and spends what is left greedily, returning certified bounds. ``widen`` moves
+every width to the edge of its step. ``solver.solve_network`` is the public entry point; see its
+module docstring for the guarantees.
 """
 
 from __future__ import annotations
@@ -153,7 +153,16 @@ def build_problem(net: Network, gpu: GPUSpec, count: int, dtype: str, alignment:
     for axes, i in zip(axes_of, keys, strict=True):
         orig = float(preds[i + 1]["latency_s"][0])
         table = preds[i]["latency_s"].reshape([len(cands[v]) for v in axes]) if axes else np.float64(orig)
-        table = np.where(table <= orig * (1 + RTOL), table, np.inf)     # never slower than the original
+        # never slower than the original, but for the reference widths (``include``): keep and
+        # reference modes must be able to return them, even where an alignment term makes a narrower
+        # width slower (C's rows off 32-byte sectors)
+        allowed = table <= orig * (1 + RTOL)
+        if axes and all(v in include for v in axes):
+            at_ref = np.ones(np.shape(table), dtype=bool)
+            for ax, v in enumerate(axes):
+                at_ref &= (cands[v] == include[v]).reshape([-1 if j == ax else 1 for j in range(len(axes))])
+            allowed = allowed | at_ref
+        table = np.where(allowed, table, np.inf)
         tables.append((axes, table))
         originals.append(orig)
         if not axes:
