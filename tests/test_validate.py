@@ -295,8 +295,18 @@ def test_committed_h100_report_is_consistent(capsys):
     assert doc["staircase"]["series"] > 0
 
 
-@pytest.mark.xfail(reason="the shipped model does not meet the bounds of issues 3 and 4 yet; remove this "
-                          "mark when 'wavemodel validate validation/data/h100-sxm' exits 0", strict=True)
-def test_committed_h100_evaluation_data_meets_the_bounds(capsys):
-    code, out, _ = run(["validate", str(H100_DATA), "--json"], capsys)
+def test_committed_h100_evaluation_data_meets_the_library_bounds(capsys):
+    # issue 4: cuBLAS 8-aligned median <= 5 % and p90 <= 15 %, misaligned median <= 15 %, cuDNN median
+    # <= 10 %, on the evaluation shapes (never calibrated on)
+    code, out, _ = run(["validate", str(H100_DATA), "--families", "cublas_*", "cudnn", "--json"], capsys)
+    doc = json.loads(out)
+    assert {f["family"] for f in doc["families"]} == {"cublas_aligned", "cublas_misaligned", "cudnn"}
+    assert doc["failures"] == [] and code == 0
+
+
+@pytest.mark.xfail(reason="the shipped model does not meet the bounds of issue 3 on our kernels yet (conv "
+                          "and SIMT p90 over the evaluation set); remove this mark when 'wavemodel validate "
+                          "validation/data/h100-sxm --families own_*' exits 0", strict=True)
+def test_committed_h100_evaluation_data_meets_the_own_kernel_bounds(capsys):
+    code, out, _ = run(["validate", str(H100_DATA), "--families", "own_*", "--json"], capsys)
     assert json.loads(out)["failures"] == [] and code == 0
