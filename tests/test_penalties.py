@@ -49,6 +49,11 @@ def test_rows_of_c_off_sectors_only_where_the_factor_is_on():
     assert alignment_penalties(wm.Gemm(m=15080, n=14944, k=16), tc) == []    # 29888 B: on sectors
     assert alignment_penalties(wm.Gemm(m=15080, n=14936, k=16), dataclasses.replace(
         tc, off_sector_write_factor=1.0)) == []
+    # a conv's output rows are its pixels' K channels: 56 fp16 channels are 112 bytes
+    conv = dataclasses.replace(CONV, channel_traffic_factor=1.0, off_sector_write_factor=1.3)
+    stem = wm.Conv2d(n=32, c=3, h=224, w=224, k=56, r=7, s=7, stride=2, padding=3)
+    (line,) = alignment_penalties(stem, conv)
+    assert line.startswith("output pixels") and "K x 2 B = 112 B" in line
 
 
 def test_one_shape_at_a_time():

@@ -42,8 +42,9 @@ def alignment_penalties(shape, cfg: KernelConfig) -> list[str]:
         out.append(f"rows of C are not 16-byte aligned (N = {n}, not a multiple of {vec_out}): C is stored "
                    f"element by element")
     if cfg.off_sector_write_factor >= MATERIAL_FACTOR and bool(rows_off_sectors(n, g.dtype)):
-        out.append(f"rows of C start off {SECTOR_BYTES}-byte sectors (N x {out_b} B = {n * out_b} B): "
-                   f"C's DRAM writes x{cfg.off_sector_write_factor:.2f}")
+        rows, dim = ("output pixels", "K") if isinstance(shape, Conv2d) else ("rows of C", "N")
+        out.append(f"{rows} start off {SECTOR_BYTES}-byte sectors ({dim} x {out_b} B = {n * out_b} B): "
+                   f"the output's DRAM writes x{cfg.off_sector_write_factor:.2f}")
     if (isinstance(shape, Conv2d) and cfg.channel_traffic_factor >= MATERIAL_FACTOR
             and bool(channels_off_sectors(shape, g.dtype))):
         out.append(f"input channels start off {SECTOR_BYTES}-byte sectors (C x {in_b} B = "
