@@ -420,6 +420,12 @@ def epilogue_bytes(sh: _Shared, cfg: KernelConfig, busiest, tiles, tile_m, tile_
     return stored
 
 
+def write_rate_bytes_per_s(cfg: KernelConfig, gpu: GPUSpec) -> float:
+    """The DRAM rate of C's writes: ``write_bandwidth_efficiency`` (else ``bandwidth_efficiency``) of
+    the DRAM bandwidth."""
+    return gpu.dram_bandwidth_bytes_per_s * (cfg.write_bandwidth_efficiency or cfg.bandwidth_efficiency)
+
+
 def rows_off_sectors(n, dtype: str):
     """True where rows of C (``n`` outputs each) start off 32-byte sectors: ``n * out_bytes % 32 != 0``
     (fp16 ``n % 16 == 8``: every other row starts mid-sector)."""
@@ -436,7 +442,7 @@ def off_sector_write_s(sh: _Shared, cfg: KernelConfig, gpu: GPUSpec):
     slower at N = 8200, 8216 or 14936 than at N = 8192, 8208 or 14944, with 16 % more L2 write
     sectors. Split-K configurations write fp32 partials here (on sectors for 8-aligned N).
     """
-    rate = gpu.dram_bandwidth_bytes_per_s * (cfg.write_bandwidth_efficiency or cfg.bandwidth_efficiency)
+    rate = write_rate_bytes_per_s(cfg, gpu)
     off = rows_off_sectors(sh.n, sh.g.dtype)
     return np.where(off, sh.outputs() * (DTYPE_OUT_BYTES[sh.g.dtype] * (cfg.off_sector_write_factor - 1)
                                          / rate), 0.0)
@@ -452,8 +458,7 @@ def c_write_s(sh: _Shared, cfg: KernelConfig, gpu: GPUSpec):
     GEMMs: an output-heavy 7536 x 3272 x 344 call takes the math plus the writes, 94 us, not the
     longer of the two).
     """
-    rate = gpu.dram_bandwidth_bytes_per_s * (cfg.write_bandwidth_efficiency or cfg.bandwidth_efficiency)
-    return sh.outputs() * DTYPE_OUT_BYTES[sh.g.dtype] / rate
+    return sh.outputs() * DTYPE_OUT_BYTES[sh.g.dtype] / write_rate_bytes_per_s(cfg, gpu)
 
 
 def scalar_write_s(sh: _Shared, cfg: KernelConfig):

@@ -158,10 +158,7 @@ def build_problem(net: Network, gpu: GPUSpec, count: int, dtype: str, alignment:
         # width slower (C's rows off 32-byte sectors)
         allowed = table <= orig * (1 + RTOL)
         if axes and all(v in include for v in axes):
-            at_ref = np.ones(np.shape(table), dtype=bool)
-            for ax, v in enumerate(axes):
-                at_ref &= (cands[v] == include[v]).reshape([-1 if j == ax else 1 for j in range(len(axes))])
-            allowed = allowed | at_ref
+            allowed[np.ix_(*[cands[v] == include[v] for v in axes])] = True
         table = np.where(allowed, table, np.inf)
         tables.append((axes, table))
         originals.append(orig)

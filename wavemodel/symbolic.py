@@ -108,6 +108,7 @@ from .latency import (
     panel_traffic_factor,
     select,
     valid_tap_fraction,
+    write_rate_bytes_per_s,
     written_bytes_per_output,
 )
 from .shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES, Conv2d, Gemm, as_shape
@@ -263,7 +264,7 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
         dram = dram + sp.Piecewise((0, sp.Eq(sp.Mod(n, vector), 0)), (g.batch * m * n * sp.Float(
             DTYPE_OUT_BYTES[g.dtype] / cfg.scalar_write_bytes_per_s), True))
     if cfg.off_sector_write_factor != 1:   # C's rows off 32-byte sectors: partial-sector writes
-        rate = gpu.dram_bandwidth_bytes_per_s * (cfg.write_bandwidth_efficiency or cfg.bandwidth_efficiency)
+        rate = write_rate_bytes_per_s(cfg, gpu)
         # 1 where n * out_bytes % 32 != 0, else 0 (integers); not a Piecewise: the printer simplifies the
         # latency's Piecewise conditions by substituting values, where one inside them gives nan
         off = sp.Min(1, sp.Mod(n * DTYPE_OUT_BYTES[g.dtype], SECTOR_BYTES))
