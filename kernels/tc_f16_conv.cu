@@ -30,6 +30,7 @@
 // Entry point: extern "C" tc_f16_conv.
 
 #include "tc_common.cuh"
+#include "trace_blocks.cuh"
 
 #ifndef BM
 #define BM 128
@@ -71,8 +72,13 @@ static_assert(STAGES >= 2, "need at least two stages");
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)
 tc_f16_conv(const unsigned short* __restrict__ X, const unsigned short* __restrict__ Wt,
             unsigned short* __restrict__ Y,
-            int N, int H, int W, int C, int K, int R, int S, int P, int Q, int stride, int pad)
+            int N, int H, int W, int C, int K, int R, int S, int P, int Q, int stride, int pad
+#ifdef TRACE_BLOCKS
+            , unsigned long long* __restrict__ trace
+#endif
+            )
 {
+    TRACE_BEGIN();
     extern __shared__ __align__(128) unsigned char smem[];
     const u32 smem0 = smem_addr(smem);
 
@@ -231,4 +237,5 @@ tc_f16_conv(const unsigned short* __restrict__ X, const unsigned short* __restri
             }
         }
     }
+    TRACE_END();
 }

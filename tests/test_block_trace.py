@@ -1,6 +1,9 @@
 """Replay the per-block timelines our kernels recorded on the H100 (validation/block_trace.py) against
 the wave model: the blocks the hardware starts at once are exactly one wave, no SM ever holds more
-blocks than the occupancy calculator allows, and a full wave fills every slot.
+blocks than the occupancy calculator allows, and a full wave fills every slot. Our convolutions'
+timelines (block_trace_conv/, ``block_trace.py --conv``) are replayed the same way, and they show
+that the first wave starts at once: the fitted per-CTA cost of the conv profiles (``cta_dispatch_s``)
+is not dispatch latency (block_trace_conv/README.md).
 
 The traced build is structurally the registered kernel (same tiles, registers, occupancy) but not the
 same program at its end: its block-exit barrier makes a partial last wave of simt_f32_128x64 run 20 %
@@ -71,3 +74,33 @@ def test_first_wave_and_residency_match_the_occupancy_model(name):
         assert resident.max() <= p.blocks_per_sm, (kernel, m, n, k, rep)
         if p.tiles >= p.wave_size:       # a full wave: every SM holds its blocks_per_sm at once
             assert resident.min() == p.blocks_per_sm, (kernel, m, n, k, rep)
+
+
+CONV = DATA / "block_trace_conv" / "block_trace_conv.csv"
+CONV_COLUMNS = ("n", "c", "h", "w", "k", "r", "s", "stride", "padding")
+
+
+def conv_launches() -> dict:
+    """(kernel, shape, launch) -> int array of (block, sm, start_ns, end_ns) rows."""
+    out = defaultdict(list)
+    with open(CONV, newline="") as f:
+        for r in csv.DictReader(f):
+            key = (r["kernel"], tuple(int(r[c]) for c in CONV_COLUMNS), int(r["launch"]))
+            out[key].append((int(r["block"]), int(r["sm"]), int(r["start_ns"]), int(r["end_ns"])))
+    return {k: np.array(v, dtype=np.int64) for k, v in out.items()}
+
+
+def test_conv_first_wave_residency_and_start_spread():
+    traces = conv_launches()
+    assert len(traces) >= 100
+    for (kernel, shape, launch), t in traces.items():
+        p = wm.predict_latency(wm.Conv2d(*shape[:5], r=shape[5], s=shape[6], stride=shape[7],
+                                         padding=shape[8], dtype="fp16"), "h100-sxm", kernel)
+        assert len(t) == p.tiles and sorted(t[:, 0]) == list(range(p.tiles)), (kernel, shape)
+        start = t[:, 2] - t[:, 2].min()
+        first = start < FIRST_WAVE_NS
+        assert first.sum() == min(p.tiles, p.wave_size), (kernel, shape, launch)
+        # the whole first wave starts within a few timer ticks: no per-CTA dispatch cost to speak of
+        assert start[first].max() <= 3 * 32, (kernel, shape, launch)
+        resident = max_resident(t[:, 1], t[:, 2] + TIMER_SLACK_NS, t[:, 3])
+        assert resident.max() <= p.blocks_per_sm, (kernel, shape, launch)

@@ -4,7 +4,7 @@ The wave model assumes blocks run in lockstep waves; this records what the hardw
 does (the kernels compiled with -DTRACE_BLOCKS, kernels/trace_blocks.cuh), for shapes on both sides of
 wave boundaries. For each shape: warm-up launches, then ``--repeats`` traced launches back to back.
 
-Usage (on a GPU): PYTHONPATH=. python validation/block_trace.py --out DIR [--graph 12]
+Usage (on a GPU): PYTHONPATH=. python validation/block_trace.py --out DIR [--graph 12 | --conv 8]
 Writes DIR/block_trace.csv (kernel,m,n,k,repeat,block,sm,start_ns,end_ns; times relative to the
 launch's first block start) and DIR/block_trace_env.json.
 
@@ -148,12 +148,80 @@ def compare_builds(name: str = "simt_f32_128x64", m: int = 14080, k: int = 256,
     return lines
 
 
+# shapes (n, c, h, w, k, r, s, stride, padding) for both convs: one-wave calls of few K tiles, where
+# the model's per-CTA cost (cta_dispatch_s) is fitted at 7-10 ns; a sweep of the CTA count at fixed
+# work per CTA (1x1, 16x16 images: two 128-pixel tiles per image) and rows the model misses most
+CONV_SHAPES = [(n, c, 16, 16, 64, 1, 1, 1, 0) for c in (32, 256)
+                for n in (1, 4, 16, 32, 48, 64, 96, 128, 192)] + [
+    (4, 24, 28, 28, 240, 1, 1, 1, 0), (1, 16, 7, 7, 232, 1, 1, 1, 0), (8, 8, 28, 28, 8, 1, 1, 1, 0),
+    (64, 8, 28, 28, 8, 1, 1, 2, 0), (4, 16, 7, 7, 80, 1, 1, 1, 0), (32, 256, 14, 14, 144, 1, 1, 1, 0),
+    (32, 256, 14, 14, 240, 1, 1, 1, 0)]
+CONV_COLUMNS = ("n", "c", "h", "w", "k", "r", "s", "stride", "padding")
+
+
+def _conv_args(kern, shape, rng):
+    import cupy
+
+    from wavemodel.hardware import kernels as K
+
+    n, c, h, w, k, r, s, stride, pad = shape
+    p, q = K.conv_output_hw(h, w, r, s, stride, pad)
+    x = rng.standard_normal((n, h, w, c), dtype=np.float32).astype(cupy.float16)
+    f = rng.standard_normal((k, r, s, c), dtype=np.float32).astype(cupy.float16)
+    y = cupy.empty((n, p, q, k), dtype=cupy.float16)
+    args = [x, f, y, *K._i32(n, h, w, c, k, r, s, p, q, stride, pad)]
+    return kern.grid(n * p * q, k), args, x.nbytes + f.nbytes
+
+
+def trace_conv(name: str, shapes, launches: int, l2_bytes: int, writer) -> list[str]:
+    """Each conv shape as the sweeps time it (``time_device``, inputs rotated past twice the L2) with
+    the registered build, then ``launches`` back-to-back traced launches in one CUDA graph (rotated
+    inputs), one timeline per launch. Returns one summary line per shape."""
+    import cupy
+
+    from wavemodel.hardware.timing import time_device
+
+    kern, traced = compile_traced(name)
+    registered = kern.compiled()
+    rng = cupy.random.default_rng(0)
+    lines = []
+    for shape in shapes:
+        grid, args, nbytes = _conv_args(kern, shape, rng)
+        sets = [args] + [_conv_args(kern, shape, rng)[1] for _ in range(max(1, -(-2 * l2_bytes // nbytes)))]
+        blocks = grid[0] * grid[1] * grid[2]
+        t = time_device(lambda i, grid=grid, sets=sets: registered(
+            grid, (kern.threads, 1, 1), tuple(sets[i % len(sets)]), shared_mem=kern.dynamic_smem_bytes),
+            framework="cupy", rotate=len(sets), budget_s=0.1)
+        traces = [cupy.zeros(3 * blocks, dtype=cupy.uint64) for _ in range(launches)]
+        st = cupy.cuda.Stream(non_blocking=True)
+        with st:
+            st.begin_capture()
+            for i in range(launches):
+                traced(grid, (kern.threads, 1, 1), (*sets[i % len(sets)], traces[i]),
+                       shared_mem=kern.dynamic_smem_bytes, stream=st)
+            graph = st.end_capture()
+            graph.upload(st)
+            for _ in range(3):
+                graph.launch(st)
+            st.synchronize()
+        rows = [r for i in range(launches) for r in _rows(traces[i], blocks, i)]
+        writer.writerows((name, *shape, t.median_us, *r) for r in rows)
+        spans = [max(r[4] for r in rows if r[0] == i) for i in range(launches)]
+        lines.append(f"{name} {shape}: {blocks} CTAs, registered {t.median_us:.2f} us, traced "
+                     f"first start to last end {np.median(spans) / 1e3:.2f} us (median of {launches})")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", required=True, help="folder for block_trace.csv")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--compare-builds", action="store_true",
                     help="time the registered against the traced build instead (block_trace_builds.txt)")
+    ap.add_argument("--conv", type=int, default=0, metavar="LAUNCHES",
+                    help="trace our convs on CONV_SHAPES instead: LAUNCHES traced launches per shape in a "
+                         "graph, beside the registered build's time (block_trace_conv.csv)")
     ap.add_argument("--graph", type=int, default=0, metavar="LAUNCHES",
                     help="trace LAUNCHES back-to-back launches in a CUDA graph with rotated inputs instead")
     args = ap.parse_args()
@@ -167,6 +235,15 @@ def main() -> int:
     import cupy
 
     l2_bytes = cupy.cuda.Device().attributes["L2CacheSize"]
+    if args.conv:
+        with open(os.path.join(args.out, "block_trace_conv.csv"), "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["kernel", *CONV_COLUMNS, "registered_us", "launch", "block", "sm", "start_ns",
+                        "end_ns"])
+            for name in ("conv_f16_128x64", "conv_f16_128x128"):
+                trace_conv(name, CONV_SHAPES, args.conv, l2_bytes, w)
+        write_environment(os.path.join(args.out, "block_trace_conv_env.json"))
+        return 0
     path = os.path.join(args.out, "block_trace_graph.csv" if args.graph else "block_trace.csv")
     with open(path, "w", newline="") as f:
         w = csv.writer(f)

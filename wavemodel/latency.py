@@ -67,8 +67,9 @@ For one kernel configuration the time of a call is
 - ``kernel_fixed`` is one kernel's launch (in a CUDA graph), start-up and drain; where a family's
   ``cta_dispatch_s`` is set, plus that much per CTA of the first wave (``min(tiles, wave_size)``):
   a full grid finishes later than a few CTAs of the same tile. Our block timelines
-  (validation/block_trace.py) show the CTAs themselves all starting within 0.2 us; the cost is in
-  their prologues and epilogues competing for the memory system (first-wave 128x256 tiles at K = 48
+  (validation/block_trace.py; our convs: validation/data/h100-sxm/block_trace_conv/) show the CTAs
+  themselves all starting within 0.2 us; the cost is in their prologues and epilogues competing
+  for the memory system (first-wave 128x256 tiles at K = 48
   last 7 to 12 us), fitted 4-20 ns per CTA for our kernels and 7 ns for cuBLAS's nvjet.
 - where a family's ``k_iter_latency_s`` is set, no wave's math is shorter than ``k_iters *
   k_iter_latency_s``: a CTA's main-loop iteration (TMA load, MMA, barrier hand-off) has a latency that
