@@ -88,17 +88,13 @@ def trace_shape(kern, fn, m: int, n: int, k: int, repeats: int):
     return out
 
 
-def trace_graph(kern, fn, m: int, n: int, k: int, launches: int, l2_bytes: int):
-    """As the sweep times them: ``launches`` back-to-back launches in one CUDA graph, inputs rotated
-    over enough sets to exceed twice the L2; one trace per launch of the last replay. Returns the rows
-    (repeat = launch index) and the replay's event time per launch in microseconds."""
+def _traced_graph(kern, fn, grid, sets, launches: int):
+    """``launches`` traced launches of ``fn`` (input sets rotated) captured in one CUDA graph, uploaded
+    and replayed three times (not waited for): (graph, its stream, one trace buffer per launch, which
+    holds the last replay's timelines once the stream is done)."""
     import cupy
 
-    rng = cupy.random.default_rng(0)
-    grid, args, nbytes = _launch_args(kern, m, n, k, rng)
-    sets = [args] + [_launch_args(kern, m, n, k, rng)[1] for _ in range(max(0, -(-2 * l2_bytes // nbytes)))]
-    blocks = grid[0] * grid[1] * grid[2]
-    traces = [cupy.zeros(3 * blocks, dtype=cupy.uint64) for _ in range(launches)]
+    traces = [cupy.zeros(3 * grid[0] * grid[1] * grid[2], dtype=cupy.uint64) for _ in range(launches)]
     s = cupy.cuda.Stream(non_blocking=True)
     with s:
         s.begin_capture()
@@ -109,6 +105,21 @@ def trace_graph(kern, fn, m: int, n: int, k: int, launches: int, l2_bytes: int):
         graph.upload(s)
         for _ in range(3):
             graph.launch(s)
+    return graph, s, traces
+
+
+def trace_graph(kern, fn, m: int, n: int, k: int, launches: int, l2_bytes: int):
+    """As the sweep times them: ``launches`` back-to-back launches in one CUDA graph, inputs rotated
+    over enough sets to exceed twice the L2; one trace per launch of the last replay. Returns the rows
+    (repeat = launch index) and the replay's event time per launch in microseconds."""
+    import cupy
+
+    rng = cupy.random.default_rng(0)
+    grid, args, nbytes = _launch_args(kern, m, n, k, rng)
+    sets = [args] + [_launch_args(kern, m, n, k, rng)[1] for _ in range(max(0, -(-2 * l2_bytes // nbytes)))]
+    blocks = grid[0] * grid[1] * grid[2]
+    graph, s, traces = _traced_graph(kern, fn, grid, sets, launches)
+    with s:
         start, end = cupy.cuda.Event(), cupy.cuda.Event()
         start.record(s)
         graph.launch(s)
@@ -192,18 +203,8 @@ def trace_conv(name: str, shapes, launches: int, l2_bytes: int, writer) -> list[
         t = time_device(lambda i, grid=grid, sets=sets: registered(
             grid, (kern.threads, 1, 1), tuple(sets[i % len(sets)]), shared_mem=kern.dynamic_smem_bytes),
             framework="cupy", rotate=len(sets), budget_s=0.1)
-        traces = [cupy.zeros(3 * blocks, dtype=cupy.uint64) for _ in range(launches)]
-        st = cupy.cuda.Stream(non_blocking=True)
-        with st:
-            st.begin_capture()
-            for i in range(launches):
-                traced(grid, (kern.threads, 1, 1), (*sets[i % len(sets)], traces[i]),
-                       shared_mem=kern.dynamic_smem_bytes, stream=st)
-            graph = st.end_capture()
-            graph.upload(st)
-            for _ in range(3):
-                graph.launch(st)
-            st.synchronize()
+        _, st, traces = _traced_graph(kern, traced, grid, sets, launches)
+        st.synchronize()
         rows = [r for i in range(launches) for r in _rows(traces[i], blocks, i)]
         writer.writerows((name, *shape, t.median_us, *r) for r in rows)
         spans = [max(r[4] for r in rows if r[0] == i) for i in range(launches)]
