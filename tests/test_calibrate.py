@@ -28,7 +28,7 @@ needs_own = pytest.mark.skipif(KERNEL is None, reason="needs one of our GEMM ker
 FAMILY_TRUTH = dict(efficiency=0.55, tile_overhead_s=0.8e-6, kernel_fixed_s=2.2e-6, bandwidth_efficiency=0.8,
                     single_block_speedup=1.3, tail_block_speedup=1.1, store_bytes_per_s=30e9,
                     unhidden_fraction=0.4, l2_bandwidth_bytes_per_s=8e12, sm_bandwidth_bytes_per_s=60e9,
-                    cta_dispatch_s=10e-9, write_bandwidth_efficiency=0.6)
+                    cta_dispatch_s=10e-9, straggler_s=1.5e-7, write_bandwidth_efficiency=0.6)
 
 
 def run(argv, capsys):

@@ -511,6 +511,19 @@ def test_expression_with_k_iter_floor_and_cta_dispatch_equals_model(free):
         assert float(expr.subs(d, v)) == pytest.approx(float(p.latency_s[v - 1]), rel=1e-12)
 
 
+@pytest.mark.parametrize("free", ["m", "n", "k"])
+def test_expression_with_a_straggler_wait_equals_model(free):
+    cfg = dataclasses.replace(NARROW, name="t_straggler", straggler_s=2e-7, cta_dispatch_s=5e-9)
+    dims = dict(m=1500, n=2500, k=2048)
+    g = wm.Gemm(**dims, dtype="fp16")
+    fixed = {k: v for k, v in dims.items() if k != free}
+    x, p = sweep(fixed, cfg, H100, free, 1, 5000)
+    np.testing.assert_allclose(symbolic.latency_function(g, cfg, H100, free)(x), p.latency_s, rtol=1e-12)
+    d, expr = symbolic.latency_expr(g, cfg, H100, free)
+    for v in (1, 64, 65, 97, 1000, 4999):
+        assert float(expr.subs(d, v)) == pytest.approx(float(p.latency_s[v - 1]), rel=1e-12)
+
+
 def test_expression_has_the_documented_structure():
     d, expr = symbolic.latency_expr((4096, 1, 4096), BPS1, H100, free="n")
     assert expr.free_symbols == {d} and d.is_integer and d.is_positive

@@ -339,3 +339,38 @@ def test_smooth_overlap_off_leaves_the_model_unchanged():
     np.testing.assert_allclose(t["latency_s"], t["fixed_s"] + longer + 0.4 * shorter, rtol=1e-14)
     s = config_latency(g, dataclasses.replace(cfg, smooth_overlap=True), H100, UNCALIBRATED, g, _Shared(g, g))
     assert np.all(s["latency_s"] <= t["latency_s"]) and np.all(s["latency_s"] >= t["fixed_s"] + longer)
+
+
+def test_expected_max_of_exponentials_is_the_harmonic_number():
+    from wavemodel.latency import expected_max_of
+    n = np.arange(1, 400)
+    exact = np.cumsum(1.0 / n)
+    approx = expected_max_of(n)
+    assert np.max(np.abs(approx - exact)) < 0.007 and abs(approx[0] - 1.0) < 0.007
+    assert np.max(np.abs(approx[9:] - exact[9:])) < 1e-5
+    # the mean of the largest of n draws: a Monte-Carlo check of what the model assumes
+    rng = np.random.default_rng(7)
+    for k in (2, 16, 132):
+        draws = rng.exponential(1.0, size=(20000, k)).max(axis=1)
+        assert draws.mean() == pytest.approx(exact[k - 1], rel=0.02)
+
+
+def test_straggler_wait_follows_the_last_waves_sms():
+    from wavemodel.calibration import UNCALIBRATED
+    from wavemodel.latency import _Shared, config_latency, expected_max_of
+    tau = 2e-7
+    base = dataclasses.replace(CFG, name="st0")
+    strag = dataclasses.replace(CFG, name="st1", straggler_s=tau)
+    # tiles of 128x128: 1, 8, 132, 264 (one full wave of 2 per SM), 265 (one tile in a second wave)
+    g = wm.Gemm(m=np.array([128, 1024, 128 * 132, 128 * 264, 128 * 265]), n=128, k=256)
+    t0, t1 = (config_latency(g, c, H100, UNCALIBRATED, g, _Shared(g, g)) for c in (base, strag))
+    sms = np.array([1, 8, 132, 132, 1])
+    np.testing.assert_allclose(t1["straggler_s"], tau * expected_max_of(sms), rtol=1e-12)
+    np.testing.assert_allclose(t1["latency_s"] - t0["latency_s"], tau * expected_max_of(sms), rtol=1e-9)
+    assert t0["straggler_s"] == 0.0
+    # grows with the SMs of the last wave, as ln s: 132 SMs about 4.5 tau more than one
+    w = t1["straggler_s"]
+    assert w[0] < w[1] < w[2] == w[3] and w[4] == w[0]
+    assert (w[2] - w[0]) / tau == pytest.approx(np.log(132) + 0.5772 + 1 / 264 - 1, abs=0.01)
+    with pytest.raises(ValueError, match="straggler_s"):
+        dataclasses.replace(CFG, straggler_s=-1e-9)

@@ -23,7 +23,8 @@ from .gpus import GPUSpec
 
 FITTED_FIELDS = ("efficiency", "tile_overhead_s", "kernel_fixed_s", "single_block_speedup",
                  "tail_block_speedup", "bandwidth_efficiency", "store_bytes_per_s", "k_iter_latency_s",
-                 "cta_dispatch_s", "write_bandwidth_efficiency", "unhidden_fraction", "scalar_store_factor",
+                 "cta_dispatch_s", "straggler_s", "write_bandwidth_efficiency", "unhidden_fraction",
+                 "scalar_store_factor",
                  "scalar_load_bytes_per_s", "scalar_write_bytes_per_s", "channel_traffic_factor",
                  "line_aligned_rows_factor", "off_sector_write_factor",
                  "l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s")

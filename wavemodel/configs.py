@@ -54,6 +54,8 @@ class KernelConfig:
     unhidden_fraction: float = 0.0     # share of the shorter of math and memory not hidden under the other
     k_iter_latency_s: float = 0.0      # one CTA's shortest main-loop iteration, however idle its SM (0: none)
     cta_dispatch_s: float = 0.0        # per CTA of the first wave: start-up under contention (0: free)
+    straggler_s: float = 0.0           # mean random delay of one SM's last tiles: the call waits for the
+    #                                    slowest of the last wave's SMs, straggler_s x H(SMs) (0: none)
     scalar_store_factor: float = 1.0   # epilogue slowdown where C's rows are not 16-byte aligned
     scalar_load_bytes_per_s: float = 0.0  # one SM's element-wise operand load rate where A's (K) or
     #                                    B's (N) rows are not 16-byte aligned (0: loads always vectors)
@@ -114,7 +116,8 @@ class KernelConfig:
                              f"got {self.write_bandwidth_efficiency!r}")
         if not 0 < self.bandwidth_efficiency <= 1:
             raise ValueError(f"bandwidth_efficiency: must be in (0, 1], got {self.bandwidth_efficiency!r}")
-        for name in ("tile_overhead_s", "kernel_fixed_s", "k_iter_latency_s", "cta_dispatch_s"):
+        for name in ("tile_overhead_s", "kernel_fixed_s", "k_iter_latency_s", "cta_dispatch_s",
+                     "straggler_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
         for name in ("tile_m_granule",):

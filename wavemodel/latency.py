@@ -71,6 +71,10 @@ For one kernel configuration the time of a call is
   themselves all starting within 0.2 us; the cost is in their prologues and epilogues competing
   for the memory system (first-wave 128x256 tiles at K = 48
   last 7 to 12 us), fitted 4-20 ns per CTA for our kernels and 7 ns for cuBLAS's nvjet.
+- where a family's ``straggler_s`` is set, plus ``straggler_s * H(s)`` for the ``s`` SMs of the last
+  wave (``straggler_wait_s``; ``H`` the harmonic number, about ``ln s + 0.58``): the call ends with
+  its slowest SM, and the largest of ``s`` random delays grows with ``ln s`` (fitted 0.05-0.23 us
+  for our kernels: the slowest of 132 SMs some 1 us behind a lone one).
 - where a family's ``k_iter_latency_s`` is set, no wave's math is shorter than ``k_iters *
   k_iter_latency_s``: a CTA's main-loop iteration (TMA load, MMA, barrier hand-off) has a latency that
   a lightly loaded SM cannot hide, whatever the tile's FLOPs (small tiles, single-wave long-K calls).
@@ -341,6 +345,37 @@ class _Shared:
                 gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)))
 
 
+EULER_GAMMA = 0.5772156649015329
+
+
+def expected_max_of(n):
+    """The mean of the largest of ``n`` independent exponential delays of mean 1: the harmonic number
+    ``H(n) = 1 + 1/2 + ... + 1/n`` (arrays broadcast; ``ln n + gamma + 1/(2n) - 1/(12n**2)``, within
+    0.007 of it at n = 1 and closer beyond)."""
+    n = np.asarray(n, dtype=np.float64)
+    return np.log(n) + EULER_GAMMA + 0.5 / n - 1.0 / (12.0 * n * n)
+
+
+def straggler_wait_s(tail_tiles, cfg: KernelConfig, gpu: GPUSpec):
+    """How much later than its typical SM a call's slowest SM finishes: ``straggler_s * H(s)`` for the
+    ``s = min(tail_tiles, sm_count)`` SMs of the last wave (0 where ``straggler_s`` is unset; arrays
+    broadcast).
+
+    Each SM's last tiles finish after a random delay (memory requests queued behind the other SMs'
+    at the L2 slices and DRAM channels; the kernel's completion collecting every SM), of mean
+    ``straggler_s``; a call lasts until the slowest of its SMs is done, and the largest of ``s``
+    exponential delays has mean ``H(s)`` times theirs, growing as ``ln s``. Our block timelines on the
+    H100 show the slowest CTA pulling away from the median as the CTAs of one wave multiply
+    (conv_f16_128x64, one CTA per SM: 1.58 / 1.54 us with 2 CTAs, 2.58 / 1.89 us with 128), and the
+    launch probe shows the kernel boundary itself growing with the SMs used and the bytes stored
+    (validation/data/h100-sxm/launch_probe/).
+    """
+    if not cfg.straggler_s:
+        return 0.0
+    sms = np.minimum(np.maximum(tail_tiles, 1.0), gpu.sm_count)
+    return cfg.straggler_s * expected_max_of(sms)
+
+
 def scheduler_slots(blocks, cfg: KernelConfig, gpu: GPUSpec):
     """The math time of ``blocks`` resident blocks on one SM, in units of ``1 / bps`` of a full SM's.
 
@@ -560,12 +595,14 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
         fixed = fixed + sh.reduce_s(cfg, gpu)
     # each CTA of the first wave adds its start-up under contention (module docstring)
     dispatch = np.minimum(tiles, ws.wave_size) * cfg.cta_dispatch_s if cfg.cta_dispatch_s else 0.0
-    fixed = fixed + dispatch
+    straggle = straggler_wait_s(ws.tail_tiles, cfg, gpu)   # the last wave's slowest SM (module docstring)
+    fixed = fixed + dispatch + straggle
     # the pipeline hides only part of the shorter stream under the longer (module docstring)
     busy = overlapped_s(compute, memory, cfg.unhidden_fraction, cfg.smooth_overlap)
     return dict(latency_s=fixed + busy, compute_s=compute, memory_s=memory,
                 dram_s=dram, l2_s=l2, ingest_s=ingest, fixed_s=fixed, memset_s=memset, dispatch_s=dispatch,
-                epilogue_s=epilogue, c_write_s=written, scalar_write_s=scalar_write, tile_m=tm, stats=ws)
+                straggler_s=straggle, epilogue_s=epilogue, c_write_s=written, scalar_write_s=scalar_write,
+                tile_m=tm, stats=ws)
 
 
 def bound_of(compute_s, memory_s, fixed_s) -> np.ndarray | str:

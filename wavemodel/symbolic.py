@@ -38,6 +38,7 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
                  != 0: partial-sector C writes)
     F         = kernel_fixed + extra kernels (split-K reduce, memsets)    # affine in d, but memsets
                 + Min(tiles, wave_size) * cta_dispatch                      # and the first wave's dispatch
+                + straggler * H(Min(tail_tiles, sm_count))                  # the last wave's slowest SM
     latency   = F + Piecewise((C, C >= M), (M, True)),  M = Max(D, L2, I)
                 + unhidden_fraction * Min(C, M)                             # where a profile sets it
                 (smooth_overlap: F + Max(C, M) * (1 + (Min(C, M) / Max(C, M))**p)**(1/p),
@@ -99,6 +100,7 @@ from .configs import KernelConfig
 from .gpus import GPUSpec
 from .gpus import gpu as lookup_gpu
 from .latency import (
+    EULER_GAMMA,
     LINE_BYTES,
     SECTOR_BYTES,
     _Shared,
@@ -272,12 +274,17 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
             DTYPE_OUT_BYTES[g.dtype] * (cfg.off_sector_write_factor - 1) / rate)
     # the fixed time is affine but for a persistent kernel's memset, launched from its second wave on,
     # and the first wave's CTA dispatch
-    fixed_affine = _affine_line(terms_x["fixed_s"] - terms_x["memset_s"] - terms_x["dispatch_s"], x, d,
-                                "fixed time")
+    fixed_affine = _affine_line(terms_x["fixed_s"] - terms_x["memset_s"] - terms_x["dispatch_s"]
+                                - terms_x["straggler_s"], x, d, "fixed time")
     memset = sp.Float(profile.launch_overhead_s) * sp.Piecewise((1, waves > 1), (0, True)) if cfg.persistent \
         else sp.Integer(0)
     dispatch = sp.Min(tiles, size) * sp.Float(cfg.cta_dispatch_s) if cfg.cta_dispatch_s else sp.Integer(0)
-    fixed = fixed_affine + memset + dispatch
+    straggle = sp.Integer(0)
+    if cfg.straggler_s:           # the slowest of the last wave's SMs (latency.straggler_wait_s)
+        sms = sp.Min(tiles - (waves - 1) * size, gpu.sm_count)
+        straggle = sp.Float(cfg.straggler_s) * (sp.log(sms) + sp.Float(EULER_GAMMA) + 1 / (2 * sms)
+                                                - 1 / (12 * sms**2))
+    fixed = fixed_affine + memset + dispatch + straggle
     memory = sp.Max(dram, l2, ingest)
     latency = fixed + sp.Piecewise((compute, compute >= memory), (memory, True))
     if cfg.unhidden_fraction and cfg.smooth_overlap:    # the p-norm of the two (latency.overlapped_s)
@@ -289,7 +296,8 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     held = dict(tiles=tiles, waves=waves, tail_blocks_per_sm=tail_bps, busiest_tiles=busiest,
                 k_iters=k_iters, compute_s=compute, epilogue_s=epilogue, l2_s=l2, ingest_s=ingest,
                 dram_s=dram, memory_s=memory, quantised_s=sp.Max(compute, l2, ingest), fixed_s=fixed,
-                fixed_affine_s=fixed_affine, memset_s=memset, dispatch_s=dispatch, latency_s=latency)
+                fixed_affine_s=fixed_affine, memset_s=memset, dispatch_s=dispatch, straggler_s=straggle,
+                latency_s=latency)
     one = {dq: d}
     return dict(symbol=d, held_symbol=dq, held=held) | {key: e.xreplace(one) for key, e in held.items()}
 

@@ -11,7 +11,7 @@ CSVs in DIR with ``wavemodel.fit.fit_profile``, one fit per backend group of the
   and shares nothing with the others, so each is fitted alone (``fit_own``). Free per family: the
   L2 and per-SM bandwidths its loads reach, efficiency, tile_overhead_s, kernel_fixed_s,
   bandwidth_efficiency, write_bandwidth_efficiency, single_block_speedup, tail_block_speedup,
-  cta_dispatch_s, store_bytes_per_s (started at 20e9), unhidden_fraction (started at 0.5), and
+  cta_dispatch_s, straggler_s, store_bytes_per_s (started at 20e9), unhidden_fraction (started at 0.5), and
   scalar_store_factor, scalar_write_bytes_per_s and scalar_load_bytes_per_s (kernels that take rows
   of C, A or B that are not 16-byte aligned), channel_traffic_factor (convolutions) or
   line_aligned_rows_factor (SIMT kernels); fitted from
@@ -53,7 +53,7 @@ from .validate import stats_table
 
 GROUPS = ("own", "cublas", "cudnn")
 OWN_FREE = (*fit.FAMILY_PARAMS, "single_block_speedup", "tail_block_speedup", "store_bytes_per_s",
-            "unhidden_fraction", "cta_dispatch_s", "write_bandwidth_efficiency",
+            "unhidden_fraction", "cta_dispatch_s", "straggler_s", "write_bandwidth_efficiency",
             "scalar_store_factor", "scalar_load_bytes_per_s", "scalar_write_bytes_per_s",
             "channel_traffic_factor", "line_aligned_rows_factor", "l2_bandwidth_bytes_per_s",
             "sm_bandwidth_bytes_per_s")
