@@ -204,12 +204,14 @@ def brute_steps(dims: dict, cfg, gpu, free: str, lo: int, hi: int, dtype="fp16",
     busy = np.maximum(comp[1:], mem[1:]) + u * np.minimum(comp[1:], mem[1:])
     growth = (epilogue_growth(p, g, cfg, gpu) + scalar_load_growth(p, g, cfg, gpu)
               + line_aligned_growth(p, g, cfg, gpu))
-    # the fixed part's quantised pieces: a persistent kernel's memset and the first wave's CTA cost
+    # the fixed part's quantised pieces: a persistent kernel's memset, the first wave's CTA cost and the
+    # wait for the last wave's slowest SM
     t = config_latency(g, applied, gpu, profile)
     l2_ingest = np.broadcast_to(np.maximum(t["l2_s"], t["ingest_s"]), x.shape)
     jump = busy - held_from_before(comp, mem, dram, growth, u, l2_ingest)
-    memset, dispatch = (np.broadcast_to(t[key], x.shape) for key in ("memset_s", "dispatch_s"))
-    jump = jump + (memset[1:] - memset[:-1]) + (dispatch[1:] - dispatch[:-1])
+    for key in ("memset_s", "dispatch_s", "straggler_s"):
+        q = np.broadcast_to(t[key], x.shape)
+        jump = jump + (q[1:] - q[:-1])
     return [int(v) for v in x[1:][jump > 1e-9 * np.maximum(comp[1:], mem[1:])]]
 
 

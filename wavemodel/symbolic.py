@@ -69,8 +69,10 @@ unaligned ``n`` runs off the aligned staircase; the alignment is continuous here
 quantities never fall as ``d`` grows; where a new tile adds no work to the busiest SM, the mean valid
 tile (and with it the latency) may fall below ``P(d)``: never a step. Without an
 ``unhidden_fraction``, ``d`` is a step exactly when ``S = Max(C, L2, I)`` rises above its held value
-and exceeds ``D(d)``, or a memset starts, or (with a CTA dispatch cost) the first wave gains a CTA:
-where the DRAM term binds, a boundary does not show. With an ``unhidden_fraction`` the shorter term
+and exceeds ``D(d)``, or a memset starts, or (with a CTA dispatch cost) the first wave gains a CTA,
+or (with a straggler wait) the last wave gains an SM, net of whatever else moves at that boundary (a
+new wave's first tile resets the wait to one SM's): where the DRAM term binds, a boundary does not
+show. With an ``unhidden_fraction`` the shorter term
 adds, so a rise of ``C``, or of ``Max(L2, I)`` above ``D(d)``, is a step even where the other binds.
 ``step_positions`` evaluates the closed form and its held piece at the boundaries, whatever the terms.
 
