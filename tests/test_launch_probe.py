@@ -60,3 +60,24 @@ def test_the_kernel_boundary_grows_with_the_sms_and_the_bytes_left_to_store():
         assert span <= 100 and gap >= 300
         # only the last wave's stores are waited for: the boundary after 2 and 3 waves is the same
         assert abs(pts[(264.0, spin, 16384.0)]["gap_ns"] - pts[(396.0, spin, 16384.0)]["gap_ns"]) <= 100
+
+
+def test_the_cta_sweep_is_held_out_and_its_predictions_were_recorded_for_every_row():
+    """validation/data/h100-sxm/cta_sweep/: no sweep shape is a dataset row (calibration or evaluation),
+    and the predictions file written before the sweep ran covers exactly the measured rows."""
+    from validation import cta_sweep
+
+    sweep_dir = DATA.parent / "cta_sweep"
+    if not (sweep_dir / "cta_sweep_gemm.csv").exists():
+        pytest.skip("cta_sweep not committed")
+    assert not {(j.kernel, *j.shape) for j in cta_sweep.jobs()} & cta_sweep.committed(DATA.parent)
+    measured = set()
+    for kind, cols in (("gemm", ("batch", "m", "n", "k")),
+                       ("conv", ("n", "c", "h", "w", "k", "r", "s", "stride", "padding"))):
+        with open(sweep_dir / f"cta_sweep_{kind}.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert {r["set"] for r in rows} == {"probe"} and all(float(r["latency_us_median"]) > 0 for r in rows)
+        measured |= {(r["kernel"], " ".join(r[c] for c in cols)) for r in rows}
+    with open(sweep_dir / "cta_sweep_predictions.csv", newline="") as f:
+        predicted = {(r["kernel"], r["shape"]) for r in csv.DictReader(f)}
+    assert measured == predicted == {(j.kernel, " ".join(map(str, j.shape))) for j in cta_sweep.jobs()}
