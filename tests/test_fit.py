@@ -39,3 +39,41 @@ def test_fit_reports_the_error_it_could_not_remove():
                           iterations=20)
     # only a fixed cost is free: it cannot scale every latency by 1.5, so an error must remain
     assert res.median_abs_error > 0.05
+
+
+def grid(seed, n, lo_k, hi_k):
+    rng = np.random.default_rng(seed)
+    m, n_ = rng.integers(2000, 8000, n), rng.integers(2000, 8000, n)
+    return wm.Gemm(m=m, n=n_, k=rng.integers(lo_k, hi_k, n))
+
+
+def test_a_prior_sets_a_parameter_the_rows_leave_free_and_not_one_they_pin():
+    free = ("efficiency", "tile_overhead_s", "kernel_fixed_s", "bandwidth_efficiency")
+    gpu_level = Profile(launch_overhead_s=1.0e-6, l2_bandwidth_bytes_per_s=8e12,
+                        sm_bandwidth_bytes_per_s=60e9)
+
+    def fitted(rows, **kw):
+        return fit.fit_profile([rows], H100, CFG, families=["fam"], start=gpu_level, free_gpu=(),
+                               free_family=free, **kw)
+
+    # long K: no row's latency depends on the DRAM rate (checked below): the prior decides it
+    g = grid(4, 150, 4000, 8000)
+    p = wm.predict_latency(g, H100, CFG, profile=TRUE)
+    for rate in (0.5, 1.0):
+        fam = {**TRUE.families["fam"], "bandwidth_efficiency": rate}
+        other = Profile(**{**vars(TRUE), "families": {"fam": fam}})
+        np.testing.assert_array_equal(wm.predict_latency(g, H100, CFG, profile=other).latency_s, p.latency_s)
+    rows = fit.Group(g, p.latency_s)
+    loose = fitted(rows, initial={"fam.bandwidth_efficiency": 0.5})
+    held = fitted(rows, initial={"fam.bandwidth_efficiency": 0.5},
+                  priors={"bandwidth_efficiency": (0.9, 1.0)})
+    assert loose.parameters["fam.bandwidth_efficiency"] == pytest.approx(0.5, rel=0.01)
+    assert held.parameters["fam.bandwidth_efficiency"] == pytest.approx(0.9, rel=0.01)
+    assert held.relative_errors.size == 150                   # the rows' errors only, not the prior's
+    np.testing.assert_allclose(held.relative_errors, loose.relative_errors, atol=1e-9)
+    # K of 8-24: the DRAM term binds and the rows pin the rate at its true 0.8 against a prior at 0.5
+    g = grid(5, 150, 8, 24)
+    p = wm.predict_latency(g, H100, CFG, profile=TRUE)
+    rows = fit.Group(g, p.latency_s)
+    pinned = fitted(rows, priors={"bandwidth_efficiency": (0.5, 1.0)})
+    assert pinned.parameters["fam.bandwidth_efficiency"] == pytest.approx(0.8, rel=0.03)

@@ -1,3 +1,6 @@
+import csv
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -97,3 +100,16 @@ def test_spec_validation_rejects_inconsistent_entries():
 def test_missing_tensor_mode_is_a_clear_error():
     with pytest.raises(ValueError, match="has no bf16 tensor-core mode"):
         wm.predict_latency(wm.Gemm(256, 256, 256, dtype="bf16"), "v100")
+
+
+def test_the_measured_dram_read_fraction_is_carried_and_checked():
+    import dataclasses
+
+    h100 = wm.gpu("h100-sxm")
+    probe = Path(__file__).resolve().parents[1] / "validation/data/h100-sxm/dram_probe/dram_probe.csv"
+    with open(probe, newline="") as f:      # the fastest streaming read the probe measured on the card
+        best = max(float(r["fraction_of_catalogue"]) for r in csv.DictReader(f) if r["kernel"] == "read")
+    assert h100.dram_read_fraction == pytest.approx(best, abs=0.001)
+    with pytest.raises(ValueError, match="dram_read_fraction"):
+        dataclasses.replace(h100, dram_read_fraction=1.2)
+    assert dataclasses.replace(h100, dram_read_fraction=None).dram_read_fraction is None

@@ -79,12 +79,17 @@ def relative_errors(groups: Sequence[Group], gpu: GPUSpec, backend, profile: Pro
 
 def fit_profile(groups: Sequence[Group], gpu: GPUSpec, backend, *, families: Sequence[str],
                 start: Profile | None = None, initial: dict | None = None, free_gpu=GPU_PARAMS,
-                free_family=FAMILY_PARAMS, iterations: int = 40, soft_scale: float = 0.05) -> FitResult:
+                free_family=FAMILY_PARAMS, iterations: int = 40, soft_scale: float = 0.05,
+                priors: dict | None = None) -> FitResult:
     """Fit GPU-level and per-family parameters so ``predict_latency`` matches ``groups``.
 
     ``initial`` maps a parameter name (or ``"family.param"``) to its starting value; otherwise
     physical defaults are used. ``free_family`` names the per-family parameters to fit: one tuple for
-    every family, or a dict from family to its own tuple.
+    every family, or a dict from family to its own tuple. ``priors`` maps a per-family parameter
+    name to ``(value, weight)``: each family's free parameter of that name adds the pseudo-residual
+    ``weight * ln(parameter / value)`` to the loss (a measured value the data may overrule: a parameter
+    the rows leave free settles at it, one they pin barely moves). The result's relative errors are
+    the rows' only.
     """
     bw = gpu.dram_bandwidth_bytes_per_s
     start = start or Profile(launch_overhead_s=1.5e-6, l2_bandwidth_bytes_per_s=3 * bw,
@@ -112,8 +117,16 @@ def fit_profile(groups: Sequence[Group], gpu: GPUSpec, backend, *, families: Seq
     hi = np.log([BOUNDS[p][1] for _, p in names])
     x = np.clip(np.log(np.asarray(x0, dtype=float)), lo, hi)
 
+    # a prior pulls a free per-family parameter toward a measured value: one pseudo-residual
+    # weight * ln(value / prior) each, which moves a parameter the data leave free and barely one they pin
+    pulls = [(j, float(np.log(priors[p][0])), float(priors[p][1])) for j, (fam, p) in enumerate(names)
+             if fam and priors and p in priors]
+
     def residuals(xv):
-        return relative_errors(groups, gpu, backend, _unpack(xv, names, start))
+        r = relative_errors(groups, gpu, backend, _unpack(xv, names, start))
+        if pulls:
+            r = np.concatenate([r, [w * (xv[j] - lv) for j, lv, w in pulls]])
+        return r
 
     def cost(r):
         return float(np.sum(soft_scale**2 * 2 * (np.sqrt(1 + (r / soft_scale) ** 2) - 1)))
@@ -159,7 +172,7 @@ def fit_profile(groups: Sequence[Group], gpu: GPUSpec, backend, *, families: Seq
         h, lam = min(h * 4, MAX_FD_STEP), 1e-2
     profile = _unpack(x, names, start)
     params = {f"{fam}.{p}" if fam else p: float(v) for (fam, p), v in zip(names, np.exp(x), strict=True)}
-    return FitResult(profile, r, done, params, c)
+    return FitResult(profile, r[:r.size - len(pulls)], done, params, c)
 
 
 @dataclass(frozen=True)

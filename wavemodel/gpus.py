@@ -51,6 +51,10 @@ class GPUSpec:
     warp_size: int = 32
     aliases: tuple = ()
     source: str = "catalogue"      # "catalogue" or "local device"
+    # share of dram_bandwidth_bytes_per_s a streaming read kernel reaches, measured on the card
+    # (validation/dram_probe.py); None where not measured. The prior of our kernels' fitted
+    # bandwidth_efficiency (wavemodel calibrate).
+    dram_read_fraction: float | None = None
 
     def __post_init__(self):
         for f in fields(self):
@@ -68,6 +72,9 @@ class GPUSpec:
             raise ValueError(f"gpu {self.name}: max_warps_per_sm * warp_size != max_threads_per_sm")
         if self.max_smem_per_block_bytes > self.smem_per_sm_bytes:
             raise ValueError(f"gpu {self.name}: max_smem_per_block_bytes exceeds smem_per_sm_bytes")
+        if self.dram_read_fraction is not None and not 0 < self.dram_read_fraction <= 1:
+            raise ValueError(f"gpu {self.name}: dram_read_fraction must be in (0, 1], "
+                             f"got {self.dram_read_fraction!r}")
 
     @property
     def cc_major(self) -> int:

@@ -15,7 +15,9 @@ CSVs in DIR with ``wavemodel.fit.fit_profile``, one fit per backend group of the
   scalar_store_factor, scalar_write_bytes_per_s and scalar_load_bytes_per_s (kernels that take rows
   of C, A or B that are not 16-byte aligned), channel_traffic_factor (convolutions) or
   line_aligned_rows_factor (SIMT kernels); fitted from
-  every pair of OWN_L2_STARTS x OWN_SM_STARTS, keeping the lowest cost;
+  every pair of OWN_L2_STARTS x OWN_SM_STARTS, keeping the lowest cost. Where the GPU's streaming
+  read rate has been measured (``dram_read_fraction``), bandwidth_efficiency is pulled toward it
+  (``fit.fit_profile``'s ``priors``, weight OWN_DRAM_PRIOR_WEIGHT);
 - ``cublas`` / ``cudnn``: the families of the library's catalogue for the dtypes in the data; free:
   the group's launch_overhead_s, l2_bandwidth_bytes_per_s, sm_bandwidth_bytes_per_s and per family
   efficiency, tile_overhead_s, kernel_fixed_s, bandwidth_efficiency, k_iter_latency_s,
@@ -66,6 +68,11 @@ OWN_INITIAL_UNHIDDEN = 0.5
 LIBRARY_FREE = (*fit.FAMILY_PARAMS, "k_iter_latency_s", "cta_dispatch_s", "write_bandwidth_efficiency",
                 "unhidden_fraction")
 OWN_INITIAL_STORE_BYTES_PER_S = 20e9
+# our kernels' bandwidth_efficiency is pulled toward the streaming read rate measured on the card
+# (GPUSpec.dram_read_fraction) with this weight: the datasets leave it nearly free (few of their
+# calls are DRAM-bound), and fitted alone it wandered to 0.2-1.0, which tall one-column GEMMs the
+# datasets lack showed to be wrong (validation/data/h100-sxm/dram_probe/README.md)
+OWN_DRAM_PRIOR_WEIGHT = 1.0
 DEFAULT_ITERATIONS = 40
 DEFAULT_BUDGET_S = 300.0
 ENVIRONMENT_ERROR = 1
@@ -213,7 +220,9 @@ def fit_group(group: str, rows, gpu: GPUSpec, iterations: int = DEFAULT_ITERATIO
             f"the catalogue values ({', '.join(unnamed[:4])}{' ...' if len(unnamed) > 4 else ''})")
     t0 = time.perf_counter()
     if group == "own":
-        result = fit_own([g for _, g in groups], gpu, families, initial, free_family, iterations)
+        priors = ({"bandwidth_efficiency": (gpu.dram_read_fraction, OWN_DRAM_PRIOR_WEIGHT)}
+                  if gpu.dram_read_fraction else None)
+        result = fit_own([g for _, g in groups], gpu, families, initial, free_family, iterations, priors)
     else:
         result = fit.fit_profile([g for _, g in groups], gpu, None, families=families, initial=initial,
                                  free_family=free_family, iterations=iterations)
@@ -228,7 +237,7 @@ def fit_group(group: str, rows, gpu: GPUSpec, iterations: int = DEFAULT_ITERATIO
 
 
 def fit_own(groups, gpu: GPUSpec, families, initial: dict, free_family: dict,
-            iterations: int) -> fit.FitResult:
+            iterations: int, priors: dict | None = None) -> fit.FitResult:
     """Our kernels share no parameter (each has its own bandwidths), so each family is fitted alone,
     from each pair of OWN_L2_STARTS x OWN_SM_STARTS, keeping its lowest-cost fit; the families'
     profiles are then merged."""
@@ -237,7 +246,7 @@ def fit_own(groups, gpu: GPUSpec, families, initial: dict, free_family: dict,
     for fam in families:
         mine = [g for g in groups if _family_of_config("own", g.backend, gpu, "") == fam]
         fits = [fit.fit_profile(mine, gpu, None, families=[fam], free_gpu=(), free_family=free_family,
-                                iterations=iterations,
+                                iterations=iterations, priors=priors,
                                 initial=initial | {f"{fam}.l2_bandwidth_bytes_per_s": f * bw,
                                                    f"{fam}.sm_bandwidth_bytes_per_s": f_sm * bw / 132})
                 for f in OWN_L2_STARTS for f_sm in OWN_SM_STARTS]

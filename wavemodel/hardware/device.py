@@ -56,7 +56,7 @@ def local_gpu_spec(device_id: int = 0) -> GPUSpec:
         smem_reserved_per_block_bytes=props.get("reservedSharedMemPerBlock",
                                                 base.smem_reserved_per_block_bytes),
         smem_alloc_unit_bytes=base.smem_alloc_unit_bytes, warp_size=props["warpSize"],
-        aliases=(), source="local device",
+        aliases=(), source="local device", dram_read_fraction=base.dram_read_fraction,
     )
 
 
