@@ -73,7 +73,7 @@ For one kernel configuration the time of a call is
   last 7 to 12 us), fitted 4-20 ns per CTA for our kernels and 7 ns for cuBLAS's nvjet.
 - where a family's ``straggler_s`` is set, plus ``straggler_s * H(s)`` for the ``s`` SMs of the last
   wave (``straggler_wait_s``; ``H`` the harmonic number, about ``ln s + 0.58``): the call ends with
-  its slowest SM, and the largest of ``s`` random delays grows with ``ln s`` (fitted 0.05-0.23 us
+  its slowest SM, and the largest of ``s`` random delays grows with ``ln s`` (fitted 0.04-0.22 us
   for our kernels: the slowest of 132 SMs some 1 us behind a lone one).
 - where a family's ``k_iter_latency_s`` is set, no wave's math is shorter than ``k_iters *
   k_iter_latency_s``: a CTA's main-loop iteration (TMA load, MMA, barrier hand-off) has a latency that
@@ -357,9 +357,8 @@ def expected_max_of(n):
 
 
 def straggler_wait_s(tail_tiles, cfg: KernelConfig, gpu: GPUSpec):
-    """How much later than its typical SM a call's slowest SM finishes: ``straggler_s * H(s)`` for the
-    ``s = min(tail_tiles, sm_count)`` SMs of the last wave (0 where ``straggler_s`` is unset; arrays
-    broadcast).
+    """The expected delay of a call's slowest SM: ``straggler_s * H(s)`` for the ``s = min(tail_tiles,
+    sm_count)`` SMs of the last wave (0 where ``straggler_s`` is unset; arrays broadcast).
 
     Each SM's last tiles finish after a random delay (memory requests queued behind the other SMs'
     at the L2 slices and DRAM channels; the kernel's completion collecting every SM), of mean
