@@ -108,6 +108,8 @@ def test_own_fit_recovers_the_parameters_that_made_the_data(tmp_path, capsys):
     assert rec["rows"] == data["calibration_rows"]            # no evaluation, pass-2 or short-replay row
     assert rec["excluded_short_replays"] == 20
     assert rec["families"] == [fam]
+    # our kernels' DRAM efficiency was pulled toward the card's measured streaming read rate
+    assert rec["priors"] == {"bandwidth_efficiency": {"value": H100.dram_read_fraction, "weight": 1.0}}
     assert rec["datasets"]["files"] == {"gemm_own.csv": data["calibration_rows"] + 100}
     cal_err = rec["calibration_error"][D.own_family(KERNEL)]
     assert cal_err["n"] == data["calibration_rows"] and cal_err["median_pct"] < 0.6      # the noise was 0.3 %
@@ -159,6 +161,7 @@ def test_library_fit_on_synthetic_data(tmp_path, capsys):
     assert set(doc["backends"]) == {"cublas"}                 # only the groups the data has
     rec = doc["fit"]["cublas"]
     assert rec["families"] == fams and rec["rows"] == 160
+    assert rec["priors"] == {}                              # the libraries' fits have none
     assert set(doc["backends"]["cublas"]["families"]) == set(fams)
     start = fit_error(g, t, Profile(launch_overhead_s=1.5e-6, calibrated=True))
     cal = rec["calibration_error"]["cublas_aligned"]["median_pct"]

@@ -38,7 +38,7 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__, calibration, fit
@@ -121,6 +121,7 @@ class BackendFit:
     unnamed_configs: tuple[str, ...]         # catalogue configurations without a family (not fitted)
     skipped_groups: tuple[str, ...]          # (backend dtype kind) groups the model cannot predict
     seconds: float
+    priors: dict = field(default_factory=dict)  # parameter -> (value, weight) the fit was pulled toward
 
 
 def rows_of(rows, group: str) -> list[D.Row]:
@@ -219,9 +220,9 @@ def fit_group(group: str, rows, gpu: GPUSpec, iterations: int = DEFAULT_ITERATIO
         log(f"  {len(unnamed)} catalogue configurations have no family: their per-family parameters keep "
             f"the catalogue values ({', '.join(unnamed[:4])}{' ...' if len(unnamed) > 4 else ''})")
     t0 = time.perf_counter()
+    priors = ({"bandwidth_efficiency": (gpu.dram_read_fraction, OWN_DRAM_PRIOR_WEIGHT)}
+              if group == "own" and gpu.dram_read_fraction else {})
     if group == "own":
-        priors = ({"bandwidth_efficiency": (gpu.dram_read_fraction, OWN_DRAM_PRIOR_WEIGHT)}
-                  if gpu.dram_read_fraction else None)
         result = fit_own([g for _, g in groups], gpu, families, initial, free_family, iterations, priors)
     else:
         result = fit.fit_profile([g for _, g in groups], gpu, None, families=families, initial=initial,
@@ -233,7 +234,7 @@ def fit_group(group: str, rows, gpu: GPUSpec, iterations: int = DEFAULT_ITERATIO
     log(f"  {group}: {result.iterations} iterations in {seconds:.1f} s, calibration median |error| "
         f"{100 * result.median_abs_error:.2f} %")
     return BackendFit(group, result, tuple(kept), tuple(families), idle, tuple(unnamed), tuple(skipped),
-                      seconds)
+                      seconds, priors)
 
 
 def fit_own(groups, gpu: GPUSpec, families, initial: dict, free_family: dict,
@@ -311,6 +312,7 @@ def profile_document(gpu: GPUSpec, fits, *, source: str, datasets: dict, exclude
             "configs_without_family": list(bf.unnamed_configs), "skipped_groups": list(bf.skipped_groups),
             "iterations": bf.result.iterations, "seconds": round(bf.seconds, 2),
             "parameters": bf.result.parameters,
+            "priors": {p: {"value": v, "weight": w} for p, (v, w) in bf.priors.items()},
             "calibration_error": {s.family: _stats_dict(s) for s in calibration_errors(bf, gpu)},
             "calibration_error_by_fit_family": fit_error_by_family(bf, gpu),
         }
