@@ -89,6 +89,7 @@ def test_profile_round_trip_and_refit_keeps_the_rate(monkeypatch):
         group, result, rows, families = "cublas", R, (), ()
         families_without_rows = unnamed_configs = skipped_groups = ()
         seconds = 0.0
+        priors: dict = {}
 
     R.iterations, R.parameters = 1, {}
     existing = {"gpu": "h100-sxm", "backends": {"cublas": d}, "fit": {}}
