@@ -161,7 +161,7 @@ def test_library_fit_on_synthetic_data(tmp_path, capsys):
     assert set(doc["backends"]) == {"cublas"}                 # only the groups the data has
     rec = doc["fit"]["cublas"]
     assert rec["families"] == fams and rec["rows"] == 160
-    assert rec["priors"] == {}                              # the libraries' fits have none
+    assert rec["priors"] == {"bandwidth_efficiency": {"value": H100.dram_read_fraction, "weight": 1.0}}
     assert set(doc["backends"]["cublas"]["families"]) == set(fams)
     start = fit_error(g, t, Profile(launch_overhead_s=1.5e-6, calibrated=True))
     cal = rec["calibration_error"]["cublas_aligned"]["median_pct"]

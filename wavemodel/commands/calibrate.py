@@ -15,14 +15,16 @@ CSVs in DIR with ``wavemodel.fit.fit_profile``, one fit per backend group of the
   scalar_store_factor, scalar_write_bytes_per_s and scalar_load_bytes_per_s (kernels that take rows
   of C, A or B that are not 16-byte aligned), channel_traffic_factor (convolutions) or
   line_aligned_rows_factor (SIMT kernels); fitted from
-  every pair of OWN_L2_STARTS x OWN_SM_STARTS, keeping the lowest cost. Where the GPU's streaming
-  read rate has been measured (``dram_read_fraction``), bandwidth_efficiency is pulled toward it
-  (``fit.fit_profile``'s ``priors``, weight OWN_DRAM_PRIOR_WEIGHT);
+  every pair of OWN_L2_STARTS x OWN_SM_STARTS, keeping the lowest cost;
 - ``cublas`` / ``cudnn``: the families of the library's catalogue for the dtypes in the data; free:
   the group's launch_overhead_s, l2_bandwidth_bytes_per_s, sm_bandwidth_bytes_per_s and per family
   efficiency, tile_overhead_s, kernel_fixed_s, bandwidth_efficiency, k_iter_latency_s,
   cta_dispatch_s, write_bandwidth_efficiency and unhidden_fraction (LIBRARY_FREE), and
   off_sector_write_factor for the families that store C as 16-byte vectors (``library_free``).
+
+Where the GPU's streaming read rate has been measured (``GPUSpec.dram_read_fraction``), every
+group's fit pulls each family's bandwidth_efficiency toward it (``fit.fit_profile``'s ``priors``,
+weight DRAM_PRIOR_WEIGHT); the profile's fit record names the priors.
 
 The profile (the format ``wavemodel.calibration`` reads) records the datasets, the rows and the
 calibration-set error of each fit under ``"fit"``; an existing ``--out`` for the same GPU keeps the
@@ -68,11 +70,12 @@ OWN_INITIAL_UNHIDDEN = 0.5
 LIBRARY_FREE = (*fit.FAMILY_PARAMS, "k_iter_latency_s", "cta_dispatch_s", "write_bandwidth_efficiency",
                 "unhidden_fraction")
 OWN_INITIAL_STORE_BYTES_PER_S = 20e9
-# our kernels' bandwidth_efficiency is pulled toward the streaming read rate measured on the card
+# every family's bandwidth_efficiency is pulled toward the streaming read rate measured on the card
 # (GPUSpec.dram_read_fraction) with this weight: the datasets leave it nearly free (few of their
-# calls are DRAM-bound), and fitted alone it wandered to 0.2-1.0, which tall one-column GEMMs the
-# datasets lack showed to be wrong (validation/data/h100-sxm/dram_probe/README.md)
-OWN_DRAM_PRIOR_WEIGHT = 1.0
+# calls are DRAM-bound), and fitted alone it wandered to 0.2-1.0 (ours) and 0.40-1.0 (the
+# libraries'), which tall one-column GEMMs the datasets lack showed to be wrong for ours
+# (validation/data/h100-sxm/dram_probe/README.md)
+DRAM_PRIOR_WEIGHT = 1.0
 DEFAULT_ITERATIONS = 40
 DEFAULT_BUDGET_S = 300.0
 ENVIRONMENT_ERROR = 1
@@ -220,13 +223,13 @@ def fit_group(group: str, rows, gpu: GPUSpec, iterations: int = DEFAULT_ITERATIO
         log(f"  {len(unnamed)} catalogue configurations have no family: their per-family parameters keep "
             f"the catalogue values ({', '.join(unnamed[:4])}{' ...' if len(unnamed) > 4 else ''})")
     t0 = time.perf_counter()
-    priors = ({"bandwidth_efficiency": (gpu.dram_read_fraction, OWN_DRAM_PRIOR_WEIGHT)}
-              if group == "own" and gpu.dram_read_fraction else {})
+    priors = ({"bandwidth_efficiency": (gpu.dram_read_fraction, DRAM_PRIOR_WEIGHT)}
+              if gpu.dram_read_fraction else {})
     if group == "own":
         result = fit_own([g for _, g in groups], gpu, families, initial, free_family, iterations, priors)
     else:
         result = fit.fit_profile([g for _, g in groups], gpu, None, families=families, initial=initial,
-                                 free_family=free_family, iterations=iterations)
+                                 free_family=free_family, iterations=iterations, priors=priors)
     seconds = time.perf_counter() - t0
     ev = V.evaluate(kept, gpu, {group: result.profile})
     used = {_family_of_config(group, c, gpu, r.dtype) for c, r in zip(ev.config, ev.rows, strict=True)}
