@@ -102,3 +102,38 @@ def test_strided_convs_rotate_over_the_bytes_they_touch():
     fresh = str(rotation_count(conv_touched_bytes(d), l2))
     assert not R.stale_rotation(row | {"rotation_sets": fresh}, "conv", l2)
     assert not R.stale_rotation({"rotation_sets": "1"}, "gemm", l2)          # GEMM sizing unchanged
+
+
+def test_new_shapes_timed_in_windows_keep_their_median_window(tmp_path):
+    """The probes' shared path (write_rate_probe, cta_sweep, stair_refine): every job timed once per
+    window, one pass per window; rows of one kind written with their median window and a set."""
+    jobs = [S.gemm("g", "fp16", 10, 64, 64, backend="own", kernel="k1"),
+            S.conv("g", 2, 20, 16, 64, 1, 1, 0, backend="own", kernel="k2")]
+
+    class Windows:
+        passes = 0
+
+        def measure(self, todo):
+            factor = (1.0, 1.3, 0.9)[self.passes]
+            self.passes += 1
+            for j in todo:
+                t = j.shape[1] * factor
+                yield j, {"latency_us_median": t, "latency_us_p10": t, "latency_us_p90": t, "reps": 5,
+                          "host_overhead_us": 20.0, "launches_per_graph": 100, "rotation_sets": 4}
+
+    timings = R.time_in_windows(Windows(), jobs, 3)
+    assert [[t["latency_us_median"] for t in ts] for ts in timings] == [[10, 13, 9], [20, 26, 18]]
+    assert R.window_latencies_us(jobs, timings) == {"k1 (1, 10, 64, 64)": [10.0, 13.0, 9.0],
+                                                     "k2 (2, 20, 16, 16, 64, 1, 1, 1, 0)": [20.0, 26.0, 18.0]}
+    assert R.write_median_windows(tmp_path / "c.csv", "conv", jobs, timings, "probe") == 1
+    with open(tmp_path / "c.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["kernel"] == "k2" and float(row["latency_us_median"]) == 20.0 and row["set"] == "probe"
+
+    class Failing:
+        def measure(self, todo):
+            yield todo[0], RuntimeError("correctness check failed")
+
+    import pytest
+    with pytest.raises(RuntimeError, match="correctness"):
+        R.time_in_windows(Failing(), jobs, 1)

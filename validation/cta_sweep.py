@@ -15,7 +15,6 @@ conv_own.csv; set "probe", group "cta_sweep") and DIR/cta_sweep_env.json.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -23,7 +22,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from validation.remeasure import median_window  # noqa: E402
+from validation.remeasure import committed_own_shapes as committed  # noqa: E402
+from validation.remeasure import time_in_windows, window_latencies_us, write_median_windows  # noqa: E402
 from wavemodel.hardware import calibration_sweep as S  # noqa: E402
 
 CTAS = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 132, 198, 264)
@@ -47,17 +47,6 @@ def jobs() -> list[S.Job]:
     return out
 
 
-def committed(data_dir: Path) -> set[tuple]:
-    seen = set()
-    for kind, name in (("gemm", "gemm_own.csv"), ("conv", "conv_own.csv")):
-        path = data_dir / name
-        if path.exists():
-            with open(path, newline="") as f:
-                cols = S.SHAPE_COLUMNS[kind]
-                seen |= {(r["kernel"], *(int(r[c]) for c in cols)) for r in csv.DictReader(f)}
-    return seen
-
-
 def probe_jobs(data_dir: Path) -> list[S.Job]:
     """The sweep's jobs; raises if one of them is a committed dataset row (it must stay out of both sets)."""
     seen = committed(data_dir)
@@ -79,24 +68,12 @@ def main(argv=None) -> int:
 
     runner = Runner()
     args.out.mkdir(parents=True, exist_ok=True)
-    timings: dict[int, list[dict]] = {i: [] for i in range(len(todo))}
-    for window in range(args.windows):
-        for i, (job, result) in enumerate(runner.measure(todo)):
-            if isinstance(result, BaseException):
-                raise RuntimeError(f"{job}: {result}") from result
-            timings[i].append(result)
-        print(f"window {window + 1}/{args.windows}: {len(todo)} shapes", file=sys.stderr, flush=True)
+    timings = time_in_windows(runner, todo, args.windows)
     for kind in ("gemm", "conv"):
-        with open(args.out / f"cta_sweep_{kind}.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=S.HEADERS[kind], lineterminator="\n")
-            w.writeheader()
-            for i, job in enumerate(todo):
-                if job.kind == kind:
-                    w.writerow(S.make_row(job, median_window(timings[i])) | {"set": "probe"})
+        write_median_windows(args.out / f"cta_sweep_{kind}.csv", kind, todo, timings, "probe")
     env = runner.environment(" ".join(sys.argv)) | {
         "windows": args.windows, "kept": "each shape's median window",
-        "window_latencies_us": {f"{j.kernel} {j.shape}": [round(float(t["latency_us_median"]), 4)
-                                                          for t in timings[i]] for i, j in enumerate(todo)}}
+        "window_latencies_us": window_latencies_us(todo, timings)}
     (args.out / "cta_sweep_env.json").write_text(json.dumps(env, indent=1) + "\n")
     print(f"wrote {args.out}: {len(todo)} shapes", file=sys.stderr)
     return 0

@@ -52,6 +52,52 @@ def median_window(timings: list[dict]) -> dict:
     return ranked[(len(ranked) - 1) // 2]
 
 
+# ---- new shapes timed in windows (the probes: write_rate_probe, cta_sweep, stair_refine) ----
+
+
+def committed_own_shapes(data_dir: Path) -> set[tuple]:
+    """(kernel, *shape) of every row of our kernels' committed datasets (gemm_own.csv, conv_own.csv)."""
+    seen = set()
+    for kind, name in (("gemm", "gemm_own.csv"), ("conv", "conv_own.csv")):
+        path = Path(data_dir) / name
+        if path.exists():
+            with open(path, newline="") as f:
+                cols = S.SHAPE_COLUMNS[kind]
+                seen |= {(r["kernel"], *(int(r[c]) for c in cols)) for r in csv.DictReader(f)}
+    return seen
+
+
+def time_in_windows(runner, jobs: list[S.Job], windows: int) -> list[list[dict]]:
+    """Per job, its timing in each of ``windows`` windows, one full pass over ``jobs`` per window
+    (``runner.measure``); raises on the first job that fails (its correctness check included)."""
+    timings: list[list[dict]] = [[] for _ in jobs]
+    for window in range(windows):
+        for i, (job, result) in enumerate(runner.measure(jobs)):
+            if isinstance(result, BaseException):
+                raise RuntimeError(f"{job}: {result}") from result
+            timings[i].append(result)
+        print(f"window {window + 1}/{windows}: {len(jobs)} shapes", file=sys.stderr, flush=True)
+    return timings
+
+
+def window_latencies_us(jobs: list[S.Job], timings: list[list[dict]]) -> dict:
+    """Every window's median latency per job, for the environment record."""
+    return {f"{j.kernel} {j.shape}": [round(float(t["latency_us_median"]), 4) for t in ts]
+            for j, ts in zip(jobs, timings, strict=True)}
+
+
+def write_median_windows(path: Path, kind: str, jobs: list[S.Job], timings: list[list[dict]],
+                         set_name: str) -> int:
+    """Write the ``kind`` jobs as dataset rows (each its median window, set ``set_name``); the count."""
+    mine = [i for i, j in enumerate(jobs) if j.kind == kind]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=S.HEADERS[kind], lineterminator="\n")
+        w.writeheader()
+        for i in mine:
+            w.writerow(S.make_row(jobs[i], median_window(timings[i])) | {"set": set_name})
+    return len(mine)
+
+
 def todo_rows(rows: list[dict], backend: str) -> list[int]:
     return [i for i, r in enumerate(rows) if r["backend"] == backend and r["pass"] == "1"]
 

@@ -20,7 +20,6 @@ Usage (on a GPU): PYTHONPATH=. python validation/stair_refine.py --data validati
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from validation.remeasure import median_window  # noqa: E402
+from validation.remeasure import time_in_windows, window_latencies_us, write_median_windows  # noqa: E402
 from wavemodel.hardware import calibration_sweep as S  # noqa: E402
 
 FILES = {"gemm": "gemm_own_refine.csv", "conv": "conv_own_refine.csv"}
@@ -80,27 +79,14 @@ def main(argv=None) -> int:
 
     runner = Runner()
     args.out.mkdir(parents=True, exist_ok=True)
-    timings: dict[int, list[dict]] = {i: [] for i in range(len(todo))}
-    for window in range(args.windows):
-        for i, (job, result) in enumerate(runner.measure(todo)):
-            if isinstance(result, BaseException):
-                raise RuntimeError(f"{job}: {result}") from result
-            timings[i].append(result)
-        print(f"window {window + 1}/{args.windows}: {len(todo)} shapes", file=sys.stderr, flush=True)
+    timings = time_in_windows(runner, todo, args.windows)
     for kind, name in FILES.items():
-        mine = [i for i, j in enumerate(todo) if j.kind == kind]
-        if not mine:
-            continue
-        with open(args.out / name, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=S.HEADERS[kind], lineterminator="\n")
-            w.writeheader()
-            for i in mine:
-                w.writerow(S.make_row(todo[i], median_window(timings[i])) | {"set": "evaluation"})
+        if any(j.kind == kind for j in todo):
+            write_median_windows(args.out / name, kind, todo, timings, "evaluation")
     env = runner.environment(" ".join(sys.argv)) | {
         "windows": args.windows, "kept": "each shape's median window",
         "set": "evaluation (no fit saw these rows)",
-        "window_latencies_us": {f"{j.kernel} {j.shape}": [round(float(t["latency_us_median"]), 4)
-                                                          for t in timings[i]] for i, j in enumerate(todo)}}
+        "window_latencies_us": window_latencies_us(todo, timings)}
     (args.out / "own_refine_env.json").write_text(json.dumps(env, indent=1) + "\n")
     return 0
 

@@ -24,7 +24,6 @@ leaves the held-out error no better (validation/data/h100-sxm/write_rate/README.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 import sys
@@ -33,7 +32,12 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from validation.remeasure import median_window  # noqa: E402
+from validation.remeasure import (  # noqa: E402
+    committed_own_shapes,
+    time_in_windows,
+    window_latencies_us,
+    write_median_windows,
+)
 from wavemodel.hardware import calibration_sweep as S  # noqa: E402
 
 KERNELS = ("simt_f32_64x64", "simt_f32_128x64", "simt_f32_128x128")
@@ -49,20 +53,12 @@ def jobs() -> list[S.Job]:
             for kern, m, ns, k in itertools.product(KERNELS, MS, NS, KS) for n in ns]
 
 
-def committed_shapes(data_dir: Path) -> set[tuple]:
-    path = data_dir / "gemm_own.csv"
-    if not path.exists():
-        return set()
-    with open(path, newline="") as f:
-        return {(r["kernel"], *(int(r[c]) for c in ("batch", "m", "n", "k"))) for r in csv.DictReader(f)}
-
-
 def probe_rows(data_dir: Path) -> list[S.Job]:
     """The probe's jobs; raises if one of them is a committed dataset row (it must stay out of both sets)."""
-    seen = committed_shapes(data_dir)
+    seen = committed_own_shapes(data_dir)
     clash = [j for j in jobs() if (j.kernel, *j.shape) in seen]
     if clash:
-        raise ValueError(f"probe shapes already in {data_dir}/gemm_own.csv: {clash[:3]}")
+        raise ValueError(f"probe shapes already in {data_dir}: {clash[:3]}")
     return jobs()
 
 
@@ -78,23 +74,11 @@ def main(argv=None) -> int:
 
     runner = Runner()
     args.out.mkdir(parents=True, exist_ok=True)
-    timings: dict[int, list[dict]] = {i: [] for i in range(len(todo))}
-    for window in range(args.windows):
-        for i, (job, result) in enumerate(runner.measure(todo)):
-            if isinstance(result, BaseException):
-                raise RuntimeError(f"{job}: {result}") from result
-            timings[i].append(result)
-        print(f"window {window + 1}/{args.windows}: {len(todo)} shapes", file=sys.stderr, flush=True)
-    with open(args.out / FILE, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=S.HEADERS["gemm"], lineterminator="\n")
-        w.writeheader()
-        for i, job in enumerate(todo):
-            row = S.make_row(job, median_window(timings[i]))
-            w.writerow(row | {"set": "probe"})
+    timings = time_in_windows(runner, todo, args.windows)
+    write_median_windows(args.out / FILE, "gemm", todo, timings, "probe")
     env = runner.environment(" ".join(sys.argv)) | {
         "windows": args.windows, "kept": "each shape's median window",
-        "window_latencies_us": {f"{j.kernel} {j.shape}": [round(float(t["latency_us_median"]), 4)
-                                                          for t in timings[i]] for i, j in enumerate(todo)}}
+        "window_latencies_us": window_latencies_us(todo, timings)}
     (args.out / "write_rate_probe_env.json").write_text(json.dumps(env, indent=1) + "\n")
     print(f"wrote {args.out / FILE}: {len(todo)} shapes", file=sys.stderr)
     return 0
