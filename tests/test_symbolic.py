@@ -499,23 +499,16 @@ def test_expression_values_equal_model(cfg, gpu, dims, dtype, batch, free):
         assert float(expr.subs(d, v)) == pytest.approx(float(p.latency_s[v - 1]), rel=1e-12)
 
 
-@pytest.mark.parametrize("free", ["m", "n", "k"])
-def test_expression_with_k_iter_floor_and_cta_dispatch_equals_model(free):
-    cfg = dataclasses.replace(NARROW, name="t_floor_dispatch", k_iter_latency_s=1e-7, cta_dispatch_s=5e-9,
-                              unhidden_fraction=0.25)
-    dims = dict(m=1500, n=2500, k=2048)
-    g = wm.Gemm(**dims, dtype="fp16")
-    fixed = {k: v for k, v in dims.items() if k != free}
-    x, p = sweep(fixed, cfg, H100, free, 1, 5000)
-    np.testing.assert_allclose(symbolic.latency_function(g, cfg, H100, free)(x), p.latency_s, rtol=1e-12)
-    d, expr = symbolic.latency_expr(g, cfg, H100, free)
-    for v in (1, 64, 65, 97, 1000, 4999):
-        assert float(expr.subs(d, v)) == pytest.approx(float(p.latency_s[v - 1]), rel=1e-12)
+FIXED_COST_TERMS = {   # per-call terms the closed form carries beside the tiles: each as the model has it
+    "k_iter_floor_and_cta_dispatch": dict(k_iter_latency_s=1e-7, cta_dispatch_s=5e-9, unhidden_fraction=0.25),
+    "straggler_wait": dict(straggler_s=2e-7, cta_dispatch_s=5e-9),
+}
 
 
 @pytest.mark.parametrize("free", ["m", "n", "k"])
-def test_expression_with_a_straggler_wait_equals_model(free):
-    cfg = dataclasses.replace(NARROW, name="t_straggler", straggler_s=2e-7, cta_dispatch_s=5e-9)
+@pytest.mark.parametrize("terms", sorted(FIXED_COST_TERMS))
+def test_expression_with_fixed_cost_terms_equals_model(terms, free):
+    cfg = dataclasses.replace(NARROW, name=f"t_{terms}", **FIXED_COST_TERMS[terms])
     dims = dict(m=1500, n=2500, k=2048)
     g = wm.Gemm(**dims, dtype="fp16")
     fixed = {k: v for k, v in dims.items() if k != free}
