@@ -192,7 +192,10 @@ def panel_traffic_factor(cfg: KernelConfig, shape: Gemm | Conv2d, dtype: str):
     A convolution whose input-channel rows start off 32-byte sectors (``C * in_bytes % 32 != 0``, e.g.
     fp16 ``C % 16 == 8``) has every activation and filter row piece of a K tile touch one sector more:
     ``channel_traffic_factor`` times the traffic (ncu on conv_f16_128x64 on the H100: 1.5-1.9x the L2
-    sectors, validation/data/h100-sxm/ncu_conv_sectors.txt).
+    sectors, validation/data/h100-sxm/ncu_conv_sectors.txt). Counted per pair of threads of a load
+    instruction, as the L2 counters follow them, such rows read 1.51-1.64x the sectors of their bytes
+    (validation/conv_l2_sectors.py, ncu_conv_misses/); the fitted factor, about 2, is larger: those
+    rows lose more time than their extra L2 traffic accounts for.
     """
     if cfg.channel_traffic_factor == 1 or not isinstance(shape, Conv2d):
         return 1.0

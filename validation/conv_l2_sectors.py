@@ -1,0 +1,108 @@
+"""Count the L2 sectors and lines tc_f16_conv's cp.async loads touch, and compare with Nsight Compute.
+
+The kernel (kernels/tc_f16_conv.cu, 128 threads) loads each K tile of 32 elements as 16-byte chunks:
+thread ``t`` takes chunk ``t % 4`` of A row ``t // 4 + 32 i`` (an output pixel's receptive field) and
+of filter row ``t // 4 + 32 i``; chunks in the padding, past M, past N or past the GEMM's K are
+zero-filled and move nothing. ``read_counts`` replays those addresses for a whole call and counts, for
+every load instruction, the distinct ``unit``-byte blocks among each ``group`` of consecutive threads:
+``group=2, unit=32`` counts the sectors of every thread pair, ``group=4, unit=128`` the lines of every
+row's K slice. It is pure numpy; run on the CPU::
+
+    python validation/conv_l2_sectors.py validation/data/h100-sxm/ncu_conv_misses
+
+which prints Nsight Compute's L2 read sectors and requests (the last of three launches of each shape)
+over those counts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+
+THREADS, TILE_K, CHUNK = 128, 32, 8          # threads per CTA, GEMM K per tile, fp16 elements per chunk
+IN_BYTES = 2
+
+
+def _distinct(ids: np.ndarray, group: int) -> int:
+    """Sum over rows of ``group`` consecutive entries of the distinct non-negative values."""
+    a = np.sort(ids.reshape(-1, group), axis=1)
+    new = np.ones(a.shape, dtype=bool)
+    new[:, 1:] = a[:, 1:] != a[:, :-1]
+    return int(((a >= 0) & new).sum())
+
+
+def read_counts(dims, tile_n: int, group: int, unit: int, tile_m: int = 128) -> tuple[int, int]:
+    """Distinct ``unit``-byte blocks per ``group`` threads over the call's A and filter loads: (A, B).
+
+    ``dims`` is ``(n, c, h, w, k, r, s, stride, padding)``. A tile's A loads repeat for every tile
+    column and its filter loads for every tile row, so each is counted once and multiplied.
+    """
+    n, c, h, w, k, r, s, stride, pad = dims
+    p, q = (h + 2 * pad - r) // stride + 1, (w + 2 * pad - s) // stride + 1
+    m, kg = n * p * q, r * s * c
+    tiles_m, tiles_n, k_tiles = -(-m // tile_m), -(-k // tile_n), -(-kg // TILE_K)
+    tid = np.arange(THREADS)
+    row0, chunk = tid // 4, tid % 4
+    step = THREADS // 4
+    count_a = count_b = 0
+    for i in range(tile_m // step):
+        rows = np.arange(tiles_m)[:, None] * tile_m + row0[None, :] + step * i
+        in_m = rows < m
+        mm = np.where(in_m, rows, 0)
+        img, pq = mm // (p * q), mm % (p * q)
+        h0, w0 = (pq // q) * stride - pad, (pq % q) * stride - pad
+        for kt in range(k_tiles):
+            kk = kt * TILE_K + chunk * CHUNK
+            in_k = kk < kg
+            tap, ch = np.where(in_k, kk, 0) // c, np.where(in_k, kk, 0) % c
+            hh, ww = h0 + (tap // s)[None, :], w0 + (tap % s)[None, :]
+            ok = in_m & in_k[None, :] & (hh >= 0) & (hh < h) & (ww >= 0) & (ww < w)
+            byte = (((img * h + hh) * w + ww) * c + ch[None, :]) * IN_BYTES
+            count_a += _distinct(np.where(ok, byte // unit, -1), group) * tiles_n
+    for i in range(tile_n // step):
+        rows = np.arange(tiles_n)[:, None] * tile_n + row0[None, :] + step * i
+        for kt in range(k_tiles):
+            kk = kt * TILE_K + chunk * CHUNK
+            ok = (rows < k) & (kk < kg)[None, :]
+            byte = (np.where(rows < k, rows, 0) * kg + kk[None, :]) * IN_BYTES
+            count_b += _distinct(np.where(ok, byte // unit, -1), group) * tiles_m
+    return count_a, count_b
+
+
+def ncu_last_launches(path: Path, shapes: int, launches: int = 3) -> list[dict[str, float]]:
+    """Metrics of the last of ``launches`` tc_f16_conv launches per shape from an ``ncu --csv`` log."""
+    lines = [x for x in path.read_text().splitlines() if x.startswith('"')]
+    by_id: dict[int, dict[str, float]] = {}
+    for rec in csv.DictReader(io.StringIO("\n".join(lines))):
+        if "tc_f16_conv" in rec["Kernel Name"]:
+            by_id.setdefault(int(rec["ID"]), {})[rec["Metric Name"]] = float(
+                rec["Metric Value"].replace(",", ""))
+    ids = sorted(by_id)
+    if len(ids) != shapes * launches:
+        raise ValueError(f"{path}: {len(ids)} tc_f16_conv launches, expected {shapes} x {launches}")
+    return [by_id[ids[launches * j + launches - 1]] for j in range(shapes)]
+
+
+def main(argv: list[str]) -> int:
+    folder = Path(argv[0]) if argv else Path("validation/data/h100-sxm/ncu_conv_misses")
+    print("kernel            shape (n,c,h,w,k,r,s,stride,pad)   C off  sectors/pair-rule  requests/row-lines")
+    for tile_n in (64, 128):
+        shapes = (folder / f"shapes_{tile_n}.txt").read_text().split()
+        for spec, met in zip(shapes, ncu_last_launches(folder / f"conv_f16_128x{tile_n}.csv", len(shapes)),
+                             strict=True):
+            dims = tuple(int(v) for v in spec.split(","))
+            sectors = sum(read_counts(dims, tile_n, group=2, unit=32))
+            lines = sum(read_counts(dims, tile_n, group=4, unit=128))
+            off = dims[1] * IN_BYTES % 32 != 0
+            print(f"conv_f16_128x{tile_n:<4d} {spec:34s} {'yes' if off else 'no':5s}"
+                  f" {met['lts__t_sectors_srcunit_tex_op_read.sum'] / sectors:17.3f}"
+                  f" {met['lts__t_requests_srcunit_tex_op_read.sum'] / lines:19.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
