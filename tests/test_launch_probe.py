@@ -66,11 +66,12 @@ def test_the_cta_sweep_is_held_out_and_its_predictions_were_recorded_for_every_r
     """validation/data/h100-sxm/cta_sweep/: no sweep shape is a dataset row (calibration or evaluation),
     and the predictions file written before the sweep ran covers exactly the measured rows."""
     from validation import cta_sweep
+    from validation.remeasure import committed_own_shapes
 
     sweep_dir = DATA.parent / "cta_sweep"
     if not (sweep_dir / "cta_sweep_gemm.csv").exists():
         pytest.skip("cta_sweep not committed")
-    assert not {(j.kernel, *j.shape) for j in cta_sweep.jobs()} & cta_sweep.committed(DATA.parent)
+    assert not {(j.kernel, *j.shape) for j in cta_sweep.jobs()} & committed_own_shapes(DATA.parent)
     measured = set()
     for kind, cols in (("gemm", ("batch", "m", "n", "k")),
                        ("conv", ("n", "c", "h", "w", "k", "r", "s", "stride", "padding"))):

@@ -137,3 +137,38 @@ def test_new_shapes_timed_in_windows_keep_their_median_window(tmp_path):
     import pytest
     with pytest.raises(RuntimeError, match="correctness"):
         R.time_in_windows(Failing(), jobs, 1)
+
+
+def test_probes_stay_out_of_the_datasets_and_write_their_windows(tmp_path):
+    """held_out refuses a committed row; time_and_write writes each kind present and the windows."""
+    import json
+
+    import pytest
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(data / "gemm_own.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=S.HEADERS["gemm"])
+        w.writeheader()
+        w.writerow({c: "" for c in S.HEADERS["gemm"]}
+                   | {"kernel": "k1", "batch": 1, "m": 10, "n": 64, "k": 64})
+    fresh = [S.gemm("g", "fp16", 12, 64, 64, backend="own", kernel="k1")]
+    assert R.held_out(fresh, data) == fresh
+    with pytest.raises(ValueError, match="already in"):
+        R.held_out([S.gemm("g", "fp16", 10, 64, 64, backend="own", kernel="k1")] + fresh, data)
+
+    class Runner:
+        def measure(self, todo):
+            for j in todo:
+                yield j, {"latency_us_median": 7.0, "latency_us_p10": 7.0, "latency_us_p90": 7.0, "reps": 5,
+                          "host_overhead_us": 20.0, "launches_per_graph": 100, "rotation_sets": 4}
+
+        def environment(self, command):
+            return {"command": command}
+
+    out = tmp_path / "out"
+    R.time_and_write(out, fresh, 2, {"gemm": "g.csv", "conv": "c.csv"}, "probe", "env.json",
+                     {"set": "probe"}, runner=Runner())
+    assert sorted(p.name for p in out.iterdir()) == ["env.json", "g.csv"]      # no conv job, no conv file
+    env = json.loads((out / "env.json").read_text())
+    assert env["windows"] == 2 and env["set"] == "probe"
+    assert env["window_latencies_us"] == {"k1 (1, 12, 64, 64)": [7.0, 7.0]}

@@ -15,15 +15,13 @@ conv_own.csv; set "probe", group "cta_sweep") and DIR/cta_sweep_env.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from validation.remeasure import committed_own_shapes as committed  # noqa: E402
-from validation.remeasure import time_in_windows, window_latencies_us, write_median_windows  # noqa: E402
+from validation.remeasure import held_out, time_and_write  # noqa: E402
 from wavemodel.hardware import calibration_sweep as S  # noqa: E402
 
 CTAS = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 132, 198, 264)
@@ -47,15 +45,6 @@ def jobs() -> list[S.Job]:
     return out
 
 
-def probe_jobs(data_dir: Path) -> list[S.Job]:
-    """The sweep's jobs; raises if one of them is a committed dataset row (it must stay out of both sets)."""
-    seen = committed(data_dir)
-    clash = [j for j in jobs() if (j.kernel, *j.shape) in seen]
-    if clash:
-        raise ValueError(f"sweep shapes already in {data_dir}: {clash[:3]}")
-    return jobs()
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, type=Path)
@@ -63,18 +52,9 @@ def main(argv=None) -> int:
                     help="committed datasets the sweep's shapes must stay out of")
     ap.add_argument("--windows", type=int, default=3)
     args = ap.parse_args(argv)
-    todo = probe_jobs(args.data)
-    from wavemodel.hardware.calls import Runner
-
-    runner = Runner()
-    args.out.mkdir(parents=True, exist_ok=True)
-    timings = time_in_windows(runner, todo, args.windows)
-    for kind in ("gemm", "conv"):
-        write_median_windows(args.out / f"cta_sweep_{kind}.csv", kind, todo, timings, "probe")
-    env = runner.environment(" ".join(sys.argv)) | {
-        "windows": args.windows, "kept": "each shape's median window",
-        "window_latencies_us": window_latencies_us(todo, timings)}
-    (args.out / "cta_sweep_env.json").write_text(json.dumps(env, indent=1) + "\n")
+    todo = held_out(jobs(), args.data)
+    time_and_write(args.out, todo, args.windows, {k: f"cta_sweep_{k}.csv" for k in ("gemm", "conv")},
+                   "probe", "cta_sweep_env.json")
     print(f"wrote {args.out}: {len(todo)} shapes", file=sys.stderr)
     return 0
 

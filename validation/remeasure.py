@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
 from pathlib import Path
@@ -65,6 +66,35 @@ def committed_own_shapes(data_dir: Path) -> set[tuple]:
                 cols = S.SHAPE_COLUMNS[kind]
                 seen |= {(r["kernel"], *(int(r[c]) for c in cols)) for r in csv.DictReader(f)}
     return seen
+
+
+def held_out(jobs: list[S.Job], data_dir: Path) -> list[S.Job]:
+    """``jobs``, after checking that none is a committed dataset row (a probe must stay out of both sets)."""
+    seen = committed_own_shapes(data_dir)
+    clash = [j for j in jobs if (j.kernel, *j.shape) in seen]
+    if clash:
+        raise ValueError(f"shapes already in {data_dir}: {clash[:3]}")
+    return jobs
+
+
+def time_and_write(out: Path, jobs: list[S.Job], windows: int, files: dict[str, str], set_name: str,
+                   env_name: str, env_extra: dict | None = None, runner=None) -> None:
+    """Time ``jobs`` in ``windows`` windows and write, under ``out``, each kind's rows with their median
+    window (``files``: kind -> CSV name, kinds with no job skipped) and the environment record
+    ``env_name`` with every window's latencies."""
+    if runner is None:
+        from wavemodel.hardware.calls import Runner
+
+        runner = Runner()
+    out.mkdir(parents=True, exist_ok=True)
+    timings = time_in_windows(runner, jobs, windows)
+    for kind, name in files.items():
+        if any(j.kind == kind for j in jobs):
+            write_median_windows(out / name, kind, jobs, timings, set_name)
+    env = runner.environment(" ".join(sys.argv)) | {
+        "windows": windows, "kept": "each shape's median window", **(env_extra or {}),
+        "window_latencies_us": window_latencies_us(jobs, timings)}
+    (out / env_name).write_text(json.dumps(env, indent=1) + "\n")
 
 
 def time_in_windows(runner, jobs: list[S.Job], windows: int) -> list[list[dict]]:

@@ -20,14 +20,13 @@ Usage (on a GPU): PYTHONPATH=. python validation/stair_refine.py --data validati
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from validation.remeasure import time_in_windows, window_latencies_us, write_median_windows  # noqa: E402
+from validation.remeasure import time_and_write  # noqa: E402
 from wavemodel.hardware import calibration_sweep as S  # noqa: E402
 
 FILES = {"gemm": "gemm_own_refine.csv", "conv": "conv_own_refine.csv"}
@@ -75,19 +74,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     todo = refine_jobs(args.data)
     print(f"{len(todo)} interior points", file=sys.stderr, flush=True)
-    from wavemodel.hardware.calls import Runner
-
-    runner = Runner()
-    args.out.mkdir(parents=True, exist_ok=True)
-    timings = time_in_windows(runner, todo, args.windows)
-    for kind, name in FILES.items():
-        if any(j.kind == kind for j in todo):
-            write_median_windows(args.out / name, kind, todo, timings, "evaluation")
-    env = runner.environment(" ".join(sys.argv)) | {
-        "windows": args.windows, "kept": "each shape's median window",
-        "set": "evaluation (no fit saw these rows)",
-        "window_latencies_us": window_latencies_us(todo, timings)}
-    (args.out / "own_refine_env.json").write_text(json.dumps(env, indent=1) + "\n")
+    time_and_write(args.out, todo, args.windows, FILES, "evaluation", "own_refine_env.json",
+                   {"set": "evaluation (no fit saw these rows)"})
     return 0
 
 

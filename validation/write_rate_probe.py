@@ -25,19 +25,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from validation.remeasure import (  # noqa: E402
-    committed_own_shapes,
-    time_in_windows,
-    window_latencies_us,
-    write_median_windows,
-)
+from validation.remeasure import held_out, time_and_write  # noqa: E402
 from wavemodel.hardware import calibration_sweep as S  # noqa: E402
 
 KERNELS = ("simt_f32_64x64", "simt_f32_128x64", "simt_f32_128x128")
@@ -53,15 +47,6 @@ def jobs() -> list[S.Job]:
             for kern, m, ns, k in itertools.product(KERNELS, MS, NS, KS) for n in ns]
 
 
-def probe_rows(data_dir: Path) -> list[S.Job]:
-    """The probe's jobs; raises if one of them is a committed dataset row (it must stay out of both sets)."""
-    seen = committed_own_shapes(data_dir)
-    clash = [j for j in jobs() if (j.kernel, *j.shape) in seen]
-    if clash:
-        raise ValueError(f"probe shapes already in {data_dir}: {clash[:3]}")
-    return jobs()
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, type=Path)
@@ -69,17 +54,8 @@ def main(argv=None) -> int:
                     help="committed datasets the probe's shapes must stay out of")
     ap.add_argument("--windows", type=int, default=3)
     args = ap.parse_args(argv)
-    todo = probe_rows(args.data)
-    from wavemodel.hardware.calls import Runner
-
-    runner = Runner()
-    args.out.mkdir(parents=True, exist_ok=True)
-    timings = time_in_windows(runner, todo, args.windows)
-    write_median_windows(args.out / FILE, "gemm", todo, timings, "probe")
-    env = runner.environment(" ".join(sys.argv)) | {
-        "windows": args.windows, "kept": "each shape's median window",
-        "window_latencies_us": window_latencies_us(todo, timings)}
-    (args.out / "write_rate_probe_env.json").write_text(json.dumps(env, indent=1) + "\n")
+    todo = held_out(jobs(), args.data)
+    time_and_write(args.out, todo, args.windows, {"gemm": FILE}, "probe", "write_rate_probe_env.json")
     print(f"wrote {args.out / FILE}: {len(todo)} shapes", file=sys.stderr)
     return 0
 
