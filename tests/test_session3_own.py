@@ -46,3 +46,27 @@ def test_the_rows_reproduce_as_the_readme_says():
     assert every.size == 3338
     assert np.median(every) == pytest.approx(0.0044, abs=5e-5)
     assert np.percentile(every, 90) == pytest.approx(0.0145, abs=5e-5)
+
+
+def _median_windows(log: Path) -> dict[int, float]:
+    with open(log, newline="") as f:
+        got: dict[int, list[float]] = {}
+        for t in csv.DictReader(f):
+            got.setdefault(int(t["row"]), []).append(float(t["latency_us_median"]))
+    assert all(len(v) == 3 for v in got.values())
+    return {r: sorted(v)[1] for r, v in got.items()}
+
+
+def test_the_other_board_reads_the_refinement_rows_as_its_readme_says():
+    diff = []
+    for name in ("gemm_own_refine", "conv_own_refine"):
+        rows = D.read_csv(DATA / f"{name}.csv")
+        again = _median_windows(CHECK / "other_board" / f"{name}_windows.csv")
+        assert sorted(again) == list(range(len(rows)))
+        diff += [again[i] / r.latency_us - 1 for i, r in enumerate(rows)]
+    a = np.abs(diff)
+    assert a.size == 57 and np.median(a) == pytest.approx(0.0135, abs=5e-4) and a.max() < 0.054
+    rows = D.read_csv(CHECK / "other_board" / "gemm_own_selected.csv")
+    again = _median_windows(CHECK / "other_board" / "gemm_own_selected_windows.csv")
+    m2944 = next(i for i, r in enumerate(rows) if r.shape[1] == 2944)
+    assert again[m2944] == pytest.approx(108.3, abs=0.05)
