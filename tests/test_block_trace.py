@@ -77,22 +77,24 @@ def test_first_wave_and_residency_match_the_occupancy_model(name):
 
 
 CONV = DATA / "block_trace_conv" / "block_trace_conv.csv"
+CONV_TAILS = DATA / "block_trace_conv_tails" / "block_trace_conv_tails.csv"
 CONV_COLUMNS = ("n", "c", "h", "w", "k", "r", "s", "stride", "padding")
 
 
-def conv_launches() -> dict:
+def conv_launches(path: Path = CONV) -> dict:
     """(kernel, shape, launch) -> int array of (block, sm, start_ns, end_ns) rows."""
     out = defaultdict(list)
-    with open(CONV, newline="") as f:
+    with open(path, newline="") as f:
         for r in csv.DictReader(f):
             key = (r["kernel"], tuple(int(r[c]) for c in CONV_COLUMNS), int(r["launch"]))
             out[key].append((int(r["block"]), int(r["sm"]), int(r["start_ns"]), int(r["end_ns"])))
     return {k: np.array(v, dtype=np.int64) for k, v in out.items()}
 
 
-def test_conv_first_wave_residency_and_start_spread():
-    traces = conv_launches()
-    assert len(traces) >= 100
+@pytest.mark.parametrize("path", (CONV, CONV_TAILS))
+def test_conv_first_wave_residency_and_start_spread(path):
+    traces = conv_launches(path)
+    assert len(traces) >= 60
     for (kernel, shape, launch), t in traces.items():
         p = wm.predict_latency(wm.Conv2d(*shape[:5], r=shape[5], s=shape[6], stride=shape[7],
                                          padding=shape[8], dtype="fp16"), "h100-sxm", kernel)
@@ -104,3 +106,22 @@ def test_conv_first_wave_residency_and_start_spread():
         assert start[first].max() <= 3 * 32, (kernel, shape, launch)
         resident = max_resident(t[:, 1], t[:, 2] + TIMER_SLACK_NS, t[:, 3])
         assert resident.max() <= p.blocks_per_sm, (kernel, shape, launch)
+
+
+def test_conv_tails_later_ctas_take_the_first_free_slots():
+    """block_trace_conv_tails/README.md: in multi-wave calls a CTA past the first wave starts as soon as
+    a first-wave CTA ends, long before the first wave's median CTA does; and where SMs hold several
+    CTAs the slowest first-wave CTA runs 8-50 % past the median one."""
+    for (kernel, shape, launch), t in conv_launches(CONV_TAILS).items():
+        start, end = t[:, 2] - t[:, 2].min(), t[:, 3] - t[:, 2].min()
+        first = start < FIRST_WAVE_NS
+        median_end = np.median(end[first])
+        if (~first).any():
+            assert start[~first].min() >= end[first].min() - TIMER_SLACK_NS, (kernel, shape, launch)
+            assert start[~first].min() < median_end, (kernel, shape, launch)
+        took = (end - start)[first]
+        spread = took.max() / np.median(took)
+        if first.sum() > 132:     # several CTAs per SM: the slowest runs well past the median one
+            assert 1.08 <= spread <= 1.5, (kernel, shape, launch)
+        else:                     # one CTA per SM, fewer than the SMs: much less so
+            assert spread <= 1.12, (kernel, shape, launch)
