@@ -125,3 +125,19 @@ def test_conv_tails_later_ctas_take_the_first_free_slots():
             assert 1.08 <= spread <= 1.5, (kernel, shape, launch)
         else:                     # one CTA per SM, fewer than the SMs: much less so
             assert spread <= 1.12, (kernel, shape, launch)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--conv-tails"], "--conv-tails: needs --conv"),
+    (["--conv", "4", "--graph", "12"], "choose one mode"),
+    (["--conv", "-1"], "must be >= 0"),
+])
+def test_block_trace_refuses_options_it_would_ignore(tmp_path, capsys, argv, message):
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "validation"))
+    import block_trace
+
+    with pytest.raises(SystemExit) as exit_:
+        block_trace.main(["--out", str(tmp_path), *argv])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())      # refused before it wrote anything

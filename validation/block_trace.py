@@ -223,7 +223,7 @@ def trace_conv(name: str, shapes, launches: int, l2_bytes: int, writer) -> list[
     return lines
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", required=True, help="folder for block_trace.csv")
     ap.add_argument("--repeats", type=int, default=3)
@@ -236,7 +236,13 @@ def main() -> int:
                     help="with --conv: trace CONV_TAIL_SHAPES instead (block_trace_conv_tails.csv)")
     ap.add_argument("--graph", type=int, default=0, metavar="LAUNCHES",
                     help="trace LAUNCHES back-to-back launches in a CUDA graph with rotated inputs instead")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.conv < 0 or args.graph < 0 or args.repeats < 1:
+        ap.error("--conv, --graph: launches must be >= 0; --repeats: must be >= 1")
+    if args.conv_tails and not args.conv:
+        ap.error("--conv-tails: needs --conv LAUNCHES (it picks the shapes that --conv traces)")
+    if sum(map(bool, (args.conv, args.graph, args.compare_builds))) > 1:
+        ap.error("--conv, --graph, --compare-builds: choose one mode")
     from wavemodel.hardware.device import write_environment
 
     os.makedirs(args.out, exist_ok=True)
