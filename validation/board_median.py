@@ -1,7 +1,7 @@
 """Our kernels' rows as the median of several timings (boards, sessions), and how far those timings differ.
 
     python validation/board_median.py validation/data/h100-sxm validation/data/h100-sxm/session3_own \
-        validation/data/h100-sxm/boards/* --out DIR
+        validation/data/h100-sxm/boards/1* --out DIR
 
 The first folder is the committed data. Each later folder holds the same pass-1 rows of our kernels
 timed again (``remeasure.py``, one folder per board or session). Prints, per family, the p90 of
@@ -24,23 +24,17 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wavemodel import datasets as D  # noqa: E402
+from validation import remeasure as R  # noqa: E402
 
 NAMES = ("conv_own.csv", "gemm_own.csv")
 FAMILIES = (("conv", "conv_"), ("simt", "simt_"), ("tc", "tc_"))
 
 
-def shape_key(row: dict, kind: str) -> tuple:
-    return (row["kernel"], row["dtype"], *(int(row[c]) for c in D.SHAPE_COLUMNS[kind]))
-
-
-def own_rows(path: Path) -> tuple[list[str], dict[tuple, dict]]:
-    """The header and the pass-1 rows of our kernels in ``path``, by (kernel, dtype, shape)."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        kind = "conv" if "stride" in reader.fieldnames else "gemm"
-        rows = {shape_key(r, kind): r for r in reader if r["backend"] == "own" and r["pass"] == "1"}
-        return list(reader.fieldnames), rows
+def own_rows(path: Path) -> tuple[list[str], dict]:
+    """The header and the pass-1 rows of our kernels in ``path``, by their job (kernel, shape, group)."""
+    header, rows = R.read(path)
+    kind = R.kind_of(header)
+    return header, {R.job_of(rows[i], kind): rows[i] for i in R.todo_rows(rows, "own")}
 
 
 def latencies(folders: list[Path], name: str) -> tuple[list[str], list[tuple], list[list[dict]]]:
@@ -59,13 +53,13 @@ def latencies(folders: list[Path], name: str) -> tuple[list[str], list[tuple], l
 
 
 def median_rows(per_folder: list[list[dict]]) -> tuple[list[dict], list[int]]:
-    """Per row, the folder row with the median latency (lower middle); and how many each folder gave."""
+    """Per row, the folder row ``remeasure.median_window`` picks (lower middle); and how many each
+    folder gave."""
     out, picks = [], [0] * len(per_folder)
     for column in zip(*per_folder, strict=True):
-        order = sorted(range(len(column)), key=lambda i: float(column[i]["latency_us_median"]))
-        i = order[(len(order) - 1) // 2]
-        picks[i] += 1
-        out.append(column[i])
+        row = R.median_window(list(column))
+        picks[next(i for i, r in enumerate(column) if r is row)] += 1
+        out.append(row)
     return out, picks
 
 
