@@ -11,7 +11,9 @@ row's K slice. It is pure numpy; run on the CPU::
     python validation/conv_l2_sectors.py validation/data/h100-sxm/ncu_conv_misses
 
 which prints Nsight Compute's L2 read sectors and requests (the last of three launches of each shape)
-over those counts.
+over those counts, the read requests per row slice (one row's K slice of one load: four threads), and
+the L2's busy time (``lts__throughput`` percent times the duration) per thousand requests and per
+thousand sectors, reads and writes together.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 
 THREADS, TILE_K, CHUNK = 128, 32, 8          # threads per CTA, GEMM K per tile, fp16 elements per chunk
 IN_BYTES = 2
+WHOLE = 1 << 40                              # a ``unit`` no address reaches: counts groups that move bytes
 
 
 def _distinct(ids: np.ndarray, group: int) -> int:
@@ -87,20 +90,46 @@ def ncu_last_launches(path: Path, shapes: int, launches: int = 3) -> list[dict[s
     return [by_id[ids[launches * j + launches - 1]] for j in range(shapes)]
 
 
-def main(argv: list[str]) -> int:
-    folder = Path(argv[0]) if argv else Path("validation/data/h100-sxm/ncu_conv_misses")
-    print("kernel            shape (n,c,h,w,k,r,s,stride,pad)   C off  sectors/pair-rule  requests/row-lines")
+def channel_class(c: int) -> str:
+    """How a K tile's 64-byte row slices sit on the L2's sectors: ``aligned`` (fp16 C % 32 == 0: one
+    64-byte block), ``straddle`` (C % 32 == 16: 32-byte aligned, a quarter of them across a line) or
+    ``off`` (C % 16 == 8: 16 bytes into a sector half the time)."""
+    return "aligned" if c % 32 == 0 else "straddle" if c % 16 == 0 else "off"
+
+
+def ncu_table(folder: Path) -> list[dict]:
+    """Per shape of ``shapes_{64,128}.txt``: the replayed counts against ``ncu``'s L2 counters."""
+    out = []
     for tile_n in (64, 128):
         shapes = (folder / f"shapes_{tile_n}.txt").read_text().split()
         for spec, met in zip(shapes, ncu_last_launches(folder / f"conv_f16_128x{tile_n}.csv", len(shapes)),
                              strict=True):
             dims = tuple(int(v) for v in spec.split(","))
-            sectors = sum(read_counts(dims, tile_n, group=2, unit=32))
-            lines = sum(read_counts(dims, tile_n, group=4, unit=128))
-            off = dims[1] * IN_BYTES % 32 != 0
-            print(f"conv_f16_128x{tile_n:<4d} {spec:34s} {'yes' if off else 'no':5s}"
-                  f" {met['lts__t_sectors_srcunit_tex_op_read.sum'] / sectors:17.3f}"
-                  f" {met['lts__t_requests_srcunit_tex_op_read.sum'] / lines:19.3f}")
+            reads = met["lts__t_sectors_srcunit_tex_op_read.sum"]
+            requests = met["lts__t_requests_srcunit_tex_op_read.sum"]
+            all_requests = requests + met["lts__t_requests_srcunit_tex_op_write.sum"]
+            all_sectors = reads + met["lts__t_sectors_srcunit_tex_op_write.sum"]
+            busy_pct = met["lts__throughput.avg.pct_of_peak_sustained_elapsed"]
+            busy_ns = met["gpu__time_duration.sum"] * busy_pct / 100
+            out.append(dict(
+                kernel=f"conv_f16_128x{tile_n}", spec=spec, channels=channel_class(dims[1]),
+                sectors_per_pair_rule=reads / sum(read_counts(dims, tile_n, group=2, unit=32)),
+                requests_per_row_lines=requests / sum(read_counts(dims, tile_n, group=4, unit=128)),
+                requests_per_row_slice=requests / sum(read_counts(dims, tile_n, group=4, unit=WHOLE)),
+                read_hit=met["lts__t_sectors_srcunit_tex_op_read_lookup_hit.sum"] / reads,
+                busy_ns_per_k_requests=busy_ns / all_requests * 1e3,
+                busy_ns_per_k_sectors=busy_ns / all_sectors * 1e3))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    folder = Path(argv[0]) if argv else Path("validation/data/h100-sxm/ncu_conv_misses")
+    print("kernel            shape (n,c,h,w,k,r,s,stride,pad)   channels  sectors/pair-rule  "
+          "requests/row-lines  requests/row-slice  L2 hit  busy ns/k requests  busy ns/k sectors")
+    for t in ncu_table(folder):
+        print(f"{t['kernel']:17s} {t['spec']:34s} {t['channels']:9s} {t['sectors_per_pair_rule']:17.3f}"
+              f" {t['requests_per_row_lines']:19.3f} {t['requests_per_row_slice']:19.2f} {t['read_hit']:7.2f}"
+              f" {t['busy_ns_per_k_requests']:19.2f} {t['busy_ns_per_k_sectors']:18.2f}")
     return 0
 
 

@@ -194,8 +194,9 @@ def panel_traffic_factor(cfg: KernelConfig, shape: Gemm | Conv2d, dtype: str):
     ``channel_traffic_factor`` times the traffic (ncu on conv_f16_128x64 on the H100: 1.5-1.9x the L2
     sectors, validation/data/h100-sxm/ncu_conv_sectors.txt). Counted per pair of threads of a load
     instruction, as the L2 counters follow them, such rows read 1.51-1.64x the sectors of their bytes
-    (validation/conv_l2_sectors.py, ncu_conv_misses/); the fitted factor, about 2, is larger: those
-    rows lose more time than their extra L2 traffic accounts for.
+    (validation/conv_l2_sectors.py, ncu_conv_misses/). The fitted factor, about 2, is larger, and
+    matches their L2 requests instead: the L2's busy time follows requests (7.6-9.7 ns per thousand
+    where reads hit), and off-sector rows make 2.05x the requests per row slice of aligned ones.
     """
     if cfg.channel_traffic_factor == 1 or not isinstance(shape, Conv2d):
         return 1.0
