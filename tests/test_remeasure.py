@@ -18,9 +18,12 @@ class FakeRunner:
 
     def __init__(self):
         self.calls = []
+        self.placement = None
+        self.placements = []       # the placement each build saw: a start offset drawn from it, or None
 
     def build(self, job):
         self.calls.append(job)
+        self.placements.append(None if self.placement is None else self.placement.randrange(1 << 20))
         return job
 
     def warm(self, call):
@@ -172,3 +175,45 @@ def test_probes_stay_out_of_the_datasets_and_write_their_windows(tmp_path):
     env = json.loads((out / "env.json").read_text())
     assert env["windows"] == 2 and env["set"] == "probe"
     assert env["window_latencies_us"] == {"k1 (1, 12, 64, 64)": [7.0, 7.0]}
+
+
+def test_placements_give_each_window_its_own_seeded_placement(tmp_path):
+    header = S.HEADERS["gemm"]
+    rows = [dict(kernel="k1", backend="own", dtype="fp16", batch=1, m=m, n=64, k=64, latency_us_median=99,
+                 latency_us_p10=99, latency_us_p90=99, reps=3, set="evaluation", group="g", **{"pass": 1},
+                 host_overhead_us=1, launches_per_graph=1, rotation_sets=1, kernel_us_cupti="",
+                 kernel_launch="") for m in (10, 20)]
+    data = tmp_path / "gemm_own.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=header)
+        w.writeheader()
+        w.writerows(rows)
+    runs = []
+    for flag in ([], ["--placements"], ["--placements"]):
+        fake = FakeRunner()
+        out = tmp_path / f"out{len(runs)}"
+        assert R.main([str(data), "--out", str(out), "--windows", "3", *flag], runner=fake) == 0
+        with open(next(out.glob("*_windows_part0of1.csv")), newline="") as f:
+            seeds = [r["placement_seed"] for r in csv.DictReader(f)]
+        runs.append((fake.placements, seeds))
+    assert runs[0] == ([None] * 6, [""] * 6)                    # off: the allocation order decides
+    drawn, seeds = runs[1]
+    assert seeds == ["0:0", "1:0", "0:1", "1:1", "0:2", "1:2"]   # rows within windows, as timed
+    assert len(set(drawn)) == 6 and runs[2] == runs[1]          # a placement per window, reproducible
+
+
+def test_runner_layout_offsets_buffers_only_with_a_placement():
+    import random
+
+    from wavemodel.hardware.calls import ALIGN_BYTES, PLACEMENT_SPAN_BYTES, Runner
+
+    runner = Runner()
+    assert runner._layout(3, (10, 100), 2) == (3 * 1024, 0, 1024)    # 1000 elements, 512-byte sets
+    starts = set()
+    for seed in range(20):
+        runner.placement = random.Random(seed)
+        total, start, stride = runner._layout(3, (10, 100), 2)
+        assert stride == 1024 and total == start + 3 * 1024
+        assert start % (ALIGN_BYTES // 2) == 0 and 0 <= start < PLACEMENT_SPAN_BYTES // 2
+        starts.add(start)
+    assert len(starts) == 20

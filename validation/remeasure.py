@@ -1,7 +1,7 @@
 """Time a committed dataset's rows again in several separate windows and keep each row's median.
 
     PYTHONPATH=. python validation/remeasure.py validation/data/h100-sxm/gemm_own.csv --out DIR
-           [--backend own|cublas|cudnn] [--windows 3] [--part 0/2] [--deadline-s 540]
+           [--backend own|cublas|cudnn] [--windows 3] [--part 0/2] [--deadline-s 540] [--placements]
     python validation/remeasure.py validation/data/h100-sxm/gemm_own.csv --out DIR --combine
 
 The sweep times a row once, in one ~20 ms window (``--budget-s``). A transient slow state of the card
@@ -11,7 +11,10 @@ rows differ by up to 28 %, and timing those rows again four times in a row
 (validation/clock_probe.py, validation/data/h100-sxm/clock_probe.csv) reproduces pass 2 within 2 %,
 at a steady 1980 MHz SM clock. Here every selected row (``--backend``, pass 1) is timed ``--windows``
 times, one full pass over the rows per window (minutes apart), and the row keeps the window with the
-median latency: one slow window out of three cannot move it.
+median latency: one slow window out of three cannot move it. With ``--placements`` each window also
+puts the row's buffers somewhere else in memory (``Runner.placement``): some shapes' latency depends on
+where their data lie, by up to 15 % (validation/order_probe.py), and the rows then keep the median
+over placements instead of the one placement that the file's order of allocations gives them.
 
 On the GPU it appends every window's timing to ``DIR/<stem>_<backend>_windows_part<i>of<n>.csv``
 (``--part i/n`` times one contiguous chunk of the rows, so a long file fits several runs); then, on
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import random
 import sys
 import time
 from pathlib import Path
@@ -151,11 +155,17 @@ def read(path: Path) -> tuple[list[str], list[dict]]:
         return list(reader.fieldnames), list(reader)
 
 
+def placement_seed(row: int, window: int) -> str:
+    """The seed of a row's buffer placement in one window (``--placements``)."""
+    return f"{row}:{window}"
+
+
 def measure(path: Path, log: Path, backend: str, windows: int, part: tuple[int, int], runner,
-            deadline: float, only_stale_rotation: bool = False) -> int:
+            deadline: float, only_stale_rotation: bool = False, placements: bool = False) -> int:
     """Time part ``part = (i, n)`` (the i-th of n contiguous chunks) of the file's selected rows in each
     window, appending (row, window, timing) to ``log``; returns the rows timed in every window.
-    ``only_stale_rotation``: only the rows ``stale_rotation`` picks."""
+    ``only_stale_rotation``: only the rows ``stale_rotation`` picks. ``placements``: each window of a
+    row places its buffers afresh (``runner.placement``, seeded by ``placement_seed``)."""
     header, rows = read(path)
     kind = kind_of(header)
     todo = todo_rows(rows, backend)
@@ -171,17 +181,19 @@ def measure(path: Path, log: Path, backend: str, windows: int, part: tuple[int, 
     with open(log, "a", newline="") as f:
         w = csv.writer(f)
         if new:
-            w.writerow(["row", "window", *TIMING_COLUMNS])
+            w.writerow(["row", "window", *TIMING_COLUMNS, "placement_seed"])
         for window in range(windows):
             for k, r in enumerate(todo):
                 if time.monotonic() > deadline:
                     break
+                seed = placement_seed(r, window) if placements else ""
+                runner.placement = random.Random(seed) if placements else None
                 call = runner.build(job_of(rows[r], kind))
                 runner.warm(call)
                 t = runner.time_call(call)
                 del call
                 counts[r] += 1
-                w.writerow([r, window, *(t[c] for c in TIMING_COLUMNS)])
+                w.writerow([r, window, *(t[c] for c in TIMING_COLUMNS), seed])
                 f.flush()
                 if k % 500 == 0:
                     print(f"{path.name} {backend} window {window}: {k}/{len(todo)} rows", file=sys.stderr,
@@ -224,6 +236,8 @@ def main(argv=None, runner=None) -> int:
     ap.add_argument("--deadline-s", type=float, default=540.0, help="stop starting rows after this long")
     ap.add_argument("--stale-rotation", action="store_true",
                     help="only rows the harness would now rotate over more input sets (strided convs)")
+    ap.add_argument("--placements", action="store_true",
+                    help="each window places the row's buffers afresh: its median is over placements")
     ap.add_argument("--combine", nargs="*", metavar="LOG", default=None,
                     help="no GPU: write DIR/<name> from these window logs "
                          "(default: DIR/<stem>_<backend>_windows*.csv)")
@@ -252,7 +266,8 @@ def main(argv=None, runner=None) -> int:
             runner = Runner()
         deadline = time.monotonic() + args.deadline_s
         log = out / f"{stem}_part{part[0]}of{part[1]}.csv"
-        done = measure(path, log, args.backend, args.windows, part, runner, deadline, args.stale_rotation)
+        done = measure(path, log, args.backend, args.windows, part, runner, deadline, args.stale_rotation,
+                       args.placements)
         print(f"{path.name} {args.backend} part {args.part}: {done} rows timed in all {args.windows} windows",
               file=sys.stderr, flush=True)
     return 0

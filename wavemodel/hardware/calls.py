@@ -24,6 +24,7 @@ from .kernels import conv_output_hw
 from .timing import rotation_count, time_device
 
 ALIGN_BYTES = 512          # every rotated set starts on this boundary, as a fresh allocation would
+PLACEMENT_SPAN_BYTES = 64 << 20   # with ``Runner.placement``: a buffer starts up to this far into its block
 WARM_CALLS = 2             # eager calls before the profiler pass (cuDNN autotunes on the first)
 OUT_BYTES = {"fp16": 2, "bf16": 2, "fp8": 2, "tf32": 4, "fp32": 4}
 IN_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1, "tf32": 4, "fp32": 4}
@@ -110,6 +111,10 @@ class Runner:
         self._registry: dict | None = None
         self.checked: dict[str, str] = {}       # kernel name -> "" (passed) or the failure
         self.l2_bytes = self._l2_bytes()
+        # a random.Random, or None: each input and output buffer then starts at a random multiple of
+        # ALIGN_BYTES below PLACEMENT_SPAN_BYTES into a larger allocation, so that timings of one shape
+        # in several windows see different placements of its data in memory (validation/order_probe.py)
+        self.placement = None
 
     # -- frameworks -------------------------------------------------------------------------------
     @property
@@ -164,32 +169,39 @@ class Runner:
     def _sets(self, per_set_bytes: int) -> int:
         return rotation_count(per_set_bytes, self.l2_bytes, self.factor, self.max_sets)
 
+    def _layout(self, sets: int, shape: Sequence[int], elem_bytes: int) -> tuple[int, int, int]:
+        """(elements to allocate, first set's start, stride between sets), in elements."""
+        numel = math.prod(shape)
+        align = max(1, ALIGN_BYTES // elem_bytes)
+        stride = -(-numel // align) * align
+        start = 0 if self.placement is None else \
+            self.placement.randrange(0, PLACEMENT_SPAN_BYTES // elem_bytes, align)
+        return start + sets * stride, start, stride
+
     def _torch_sets(self, sets: int, shape: Sequence[int], dtype: str, fill: bool = True) -> list:
         torch = self.torch
         tdt = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32, "tf32": torch.float32,
                "fp8": torch.float8_e4m3fn}[dtype]
-        numel = math.prod(shape)
-        align = max(1, ALIGN_BYTES // IN_BYTES.get(dtype, 2))
-        stride = -(-numel // align) * align
+        total, start, stride = self._layout(sets, shape, IN_BYTES.get(dtype, 2))
         if not fill:
-            buf = torch.empty(sets * stride, device="cuda", dtype=tdt)
+            buf = torch.empty(total, device="cuda", dtype=tdt)
         elif dtype == "fp8":
-            buf = torch.randn(sets * stride, device="cuda", dtype=torch.float16).to(tdt)
+            buf = torch.randn(total, device="cuda", dtype=torch.float16).to(tdt)
         else:
-            buf = torch.randn(sets * stride, device="cuda", dtype=tdt)
-        return [buf[i * stride:i * stride + numel].view(*shape) for i in range(sets)]
+            buf = torch.randn(total, device="cuda", dtype=tdt)
+        numel = math.prod(shape)
+        return [buf[start + i * stride:start + i * stride + numel].view(*shape) for i in range(sets)]
 
     def _cupy_sets(self, sets: int, shape: Sequence[int], dtype: str, fill: bool = True) -> list:
         cp = self.cupy
         cdt = {"fp16": cp.float16, "fp32": cp.float32}[dtype]
-        numel = math.prod(shape)
-        align = max(1, ALIGN_BYTES // IN_BYTES[dtype])
-        stride = -(-numel // align) * align
+        total, start, stride = self._layout(sets, shape, IN_BYTES[dtype])
         if fill:
-            buf = cp.random.standard_normal(sets * stride, dtype=cp.float32).astype(cdt)
+            buf = cp.random.standard_normal(total, dtype=cp.float32).astype(cdt)
         else:
-            buf = cp.empty(sets * stride, dtype=cdt)
-        return [buf[i * stride:i * stride + numel].reshape(shape) for i in range(sets)]
+            buf = cp.empty(total, dtype=cdt)
+        numel = math.prod(shape)
+        return [buf[start + i * stride:start + i * stride + numel].reshape(shape) for i in range(sets)]
 
     # -- calls ------------------------------------------------------------------------------------
     def build(self, job) -> Call:
