@@ -1,6 +1,6 @@
-"""Three more boards' timing of every row of our kernels (validation/data/h100-sxm/boards/): each
-board's CSVs are the median windows of its logs and cover every committed row, and the spreads and
-the model's errors are as the README says."""
+"""Other timings of every row of our kernels: three more boards (validation/data/h100-sxm/boards/) and
+the timings over buffer placements (.../placements/). Each folder's CSVs are the median windows of its
+logs and cover every committed row, and the spreads and the model's errors are as its README says."""
 
 import csv
 import sys
@@ -12,24 +12,28 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "validation"))
 import board_median as BM  # noqa: E402
+import placement_spread as PS  # noqa: E402
 import remeasure as R  # noqa: E402
 
 import wavemodel as wm  # noqa: E402
 from wavemodel import datasets as D  # noqa: E402
 from wavemodel import validate as V  # noqa: E402
-from wavemodel.commands.validate import select_rows  # noqa: E402
+from wavemodel.cli import main as wm_cli  # noqa: E402
+from wavemodel.commands.validate import read_profile, select_rows  # noqa: E402
 
 DATA = ROOT / "validation" / "data" / "h100-sxm"
 BOARDS = ("1752524017460", "1752624008250", "1652624078749")
 TIMINGS = (DATA, DATA / "session3_own", *(DATA / "boards" / b for b in BOARDS))
+PLACEMENTS = DATA / "placements"
+WINDOWS = {**{(f"boards/{b}", n): 3 for b in BOARDS for n in ("conv_own", "gemm_own")},
+           ("placements", "conv_own"): 5, ("placements", "gemm_own"): 3}
 
 
-@pytest.mark.parametrize("board", BOARDS)
-@pytest.mark.parametrize("name", ["conv_own", "gemm_own"])
-def test_rows_are_the_median_windows_of_the_logs(tmp_path, board, name):
-    folder = DATA / "boards" / board
-    done, total = R.combine(DATA / f"{name}.csv", [folder / f"{name}_own_windows.csv"], "own", 3,
-                            tmp_path / f"{name}.csv")
+@pytest.mark.parametrize(("where", "name"), sorted(WINDOWS))
+def test_rows_are_the_median_windows_of_the_logs(tmp_path, where, name):
+    folder = DATA / where
+    done, total = R.combine(DATA / f"{name}.csv", [folder / f"{name}_own_windows.csv"], "own",
+                            WINDOWS[where, name], tmp_path / f"{name}.csv")
     assert done == total == {"conv_own": 940, "gemm_own": 2398}[name]
     with open(tmp_path / f"{name}.csv", newline="") as f:
         combined = [r for r in csv.DictReader(f) if r["backend"] == "own" and r["pass"] == "1"]
@@ -67,11 +71,15 @@ def test_the_boards_differ_as_the_readme_says():
     assert np.percentile(span, 90) == pytest.approx(3.86, abs=0.01)
 
 
-def _conv_p90(folder: Path, set_name: str) -> float:
-    rows, _, _ = select_rows(D.load_dir(folder), set_name, False, ["own_conv_f16"])
-    rows = [r for r in rows if r.source == "conv_own.csv"]   # refinement rows: committed board only
-    ev = V.evaluate(rows, wm.gpu("h100-sxm"))
+def _p90(folder: Path, set_name: str, family: str = "own_conv_f16", profile=None) -> float:
+    rows, _, _ = select_rows(D.load_dir(folder), set_name, False, [family])
+    rows = [r for r in rows if r.source in ("conv_own.csv", "gemm_own.csv")]   # refinement rows:
+    ev = V.evaluate(rows, wm.gpu("h100-sxm"), profile)                         # committed board only
     return V.family_stats(ev.families, ev.relative_error)[0].p90_pct
+
+
+def _conv_p90(folder: Path, set_name: str) -> float:
+    return _p90(folder, set_name)
 
 
 def test_the_shipped_model_on_each_board_as_the_readme_says(tmp_path):
@@ -85,3 +93,70 @@ def test_the_shipped_model_on_each_board_as_the_readme_says(tmp_path):
         assert _conv_p90(folder, "all") == pytest.approx(every, abs=0.005), folder
         assert _conv_p90(folder, "evaluation") == pytest.approx(held_out, abs=0.005), folder
         assert held_out > 8.0       # the held-out bound fails on every board and on the median
+
+
+def test_placements_spread_as_the_readme_says():
+    table = {f: {k: round(100 * v, 2) if k != "rows" else v for k, v in t.items()}
+             for f, t in PS.spread_table(PLACEMENTS).items()}
+    assert table == {
+        "conv": dict(rows=940, spread_median=1.00, spread_p90=4.15, spread_max=15.2,
+                     committed_median=0.37, committed_p90=1.87),
+        "simt": dict(rows=1200, spread_median=0.75, spread_p90=1.44, spread_max=9.56,
+                     committed_median=0.40, committed_p90=1.11),
+        "tc": dict(rows=1198, spread_median=1.02, spread_p90=4.50, spread_max=18.0,
+                   committed_median=0.59, committed_p90=2.15)}
+
+
+def test_order_probe_contexts_as_the_readme_says():
+    with open(PLACEMENTS / "order_probe.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    by: dict = {}
+    for r in rows:
+        key = (r["kernel"], *(int(r[c]) for c in ("n", "c", "h", "k", "r", "stride")))
+        by.setdefault(key, {}).setdefault(r["context"], float(r["latency_us_median"]))
+    slow, fast = ("stair", "alone", "stair_again"), ("reverse", "spacer0", "spacer1", "spacer2")
+    for k in (280, 296, 312):
+        t = by["conv_f16_128x64", 32, 128, 28, k, 3, 1]
+        assert min(t[c] for c in slow) >= 74.5 and max(t[c] for c in fast) <= 70.7
+    span = {key: max(t.values()) / min(t.values()) - 1 for key, t in by.items() if len(t) >= 5}
+    stair = [v for key, v in span.items() if key[1:4] == (32, 128, 28)]
+    assert len(stair) == 10 and min(stair) > 0.05 and max(stair) < 0.161
+    misses = {key: v for key, v in span.items() if key[1] != 32 or key[4] == 1472}
+    assert len(misses) == 10
+    assert misses["conv_f16_128x64", 32, 24, 7, 1472, 3, 1] == pytest.approx(0.105, abs=5e-4)
+    assert max(v for key, v in misses.items() if key[4] != 1472 or key[0].endswith("128x128")) < 0.036
+
+
+def test_the_model_on_the_placements_as_the_readme_says(tmp_path):
+    assert _p90(PLACEMENTS, "all") == pytest.approx(8.12, abs=0.005)
+    assert _p90(PLACEMENTS, "evaluation") == pytest.approx(8.62, abs=0.005)
+    for family, every, held_out in (("own_simt_f32", 7.18, 7.43), ("own_tc_f16", 7.46, 7.82)):
+        assert _p90(PLACEMENTS, "all", family) == pytest.approx(every, abs=0.005)
+        assert _p90(PLACEMENTS, "evaluation", family) == pytest.approx(held_out, abs=0.005)
+    conv = tmp_path / "conv"
+    conv.mkdir()
+    (conv / "conv_own.csv").write_text((PLACEMENTS / "conv_own.csv").read_text())
+    profile = tmp_path / "refit.json"
+    assert wm_cli(["calibrate", "--data", str(conv), "--backend", "own", "--out", str(profile)]) == 0
+    refit = read_profile(profile, "h100-sxm")
+    assert _p90(conv, "all", profile=refit) == pytest.approx(7.96, abs=0.005)
+    assert _p90(conv, "evaluation", profile=refit) == pytest.approx(8.55, abs=0.005)
+
+
+def test_the_model_misses_are_not_the_placement_sensitive_rows():
+    _, committed = R.read(DATA / "conv_own.csv")
+    spread = {R.job_of(committed[i], "conv"): max(v) / min(v) - 1
+              for i, v in PS.window_latencies(PLACEMENTS / "conv_own_own_windows.csv").items()}
+    rows, _, _ = select_rows(D.load_dir(PLACEMENTS), "all", False, ["own_conv_f16"])
+    ev = V.evaluate(rows, wm.gpu("h100-sxm"))
+    err = np.abs(ev.relative_error)
+    sp = np.array([spread[R.job_of({**r.dims, "kernel": r.kernel, "backend": "own", "dtype": r.dtype,
+                                    "group": r.group}, "conv")] for r in rows])
+    miss = err > 0.08
+    assert miss.sum() == 95
+    assert np.median(sp[miss]) == pytest.approx(0.0128, abs=5e-4)
+    assert np.median(sp[~miss]) == pytest.approx(0.0097, abs=5e-4)
+    assert np.corrcoef(err, sp)[0, 1] == pytest.approx(0.10, abs=0.005)
+    stair = {r.dims["k"]: m for r, m in zip(rows, ev.measured_s, strict=True)
+             if r.kernel == "conv_f16_128x128" and (r.dims["c"], r.dims["h"], r.dims["r"]) == (64, 56, 3)}
+    assert stair[248] / stair[240] - 1 == pytest.approx(0.0436, abs=5e-4)  # under the check's 5 %
