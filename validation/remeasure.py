@@ -13,8 +13,8 @@ at a steady 1980 MHz SM clock. Here every selected row (``--backend``, pass 1) i
 times, one full pass over the rows per window (minutes apart), and the row keeps the window with the
 median latency: one slow window out of three cannot move it. With ``--placements`` each window also
 puts the row's buffers somewhere else in memory (``Runner.placement``): some shapes' latency depends on
-where their data lie, by up to 15 % (validation/order_probe.py), and the rows then keep the median
-over placements instead of the one placement that the file's order of allocations gives them.
+where their data lie, by up to 18 % (validation/data/h100-sxm/placements/), and the rows then keep
+the median over placements instead of the one placement that the file's order of allocations gives them.
 
 On the GPU it appends every window's timing to ``DIR/<stem>_<backend>_windows_part<i>of<n>.csv``
 (``--part i/n`` times one contiguous chunk of the rows, so a long file fits several runs); then, on
