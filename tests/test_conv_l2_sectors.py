@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "validation"))
-from conv_l2_sectors import channel_class, ncu_table, read_counts  # noqa: E402
+from conv_l2_sectors import channel_class, ncu_last_launches, ncu_table, read_counts  # noqa: E402
 
 NCU = ROOT / "validation" / "data" / "h100-sxm" / "ncu_conv_misses"
 
@@ -75,3 +75,36 @@ def test_ncu_replay_l2_busy_follows_requests(table):
     assert per_sec.min() > 3.8 and per_sec.max() < 8.1
     cv = lambda v: v.std() / v.mean()  # noqa: E731
     assert cv(per_req) < 0.09 and cv(per_sec) > 0.2
+
+
+STALLS = ROOT / "validation" / "data" / "h100-sxm" / "ncu_conv_stalls"
+REASONS = ("barrier", "branch_resolving", "dispatch_stall", "drain", "imc_miss", "lg_throttle",
+           "long_scoreboard", "math_pipe_throttle", "membar", "mio_throttle", "misc", "no_instruction",
+           "not_selected", "selected", "short_scoreboard", "sleeping", "tex_throttle", "wait")
+
+
+def _stalls(kernel: str) -> list[tuple[float, float, str]]:
+    """Per shape of ncu_conv_stalls/shapes.txt: tensor-pipe %, warps-active % and the leading stall."""
+    shapes = (STALLS / "shapes.txt").read_text().split()
+    out = []
+    for met in ncu_last_launches(STALLS / f"{kernel}.csv", len(shapes)):
+        lead = max(REASONS, key=lambda r: met[f"smsp__warp_issue_stalled_{r}_per_warp_active.pct"])
+        out.append((met["sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_elapsed"],
+                    met["sm__warps_active.avg.pct_of_peak_sustained_active"], lead))
+    return out
+
+
+def test_ncu_replay_stalls_as_the_readme_says():
+    # ncu_conv_stalls/README.md: the table's tensor-pipe column and leading stalls, and the summary
+    s64 = _stalls("conv_f16_128x64")
+    assert [round(t, 1) for t, _, _ in s64] == [34.1, 11.0, 9.9, 27.1, 38.8, 23.6, 26.7, 10.9, 48.3, 40.9,
+                                                11.2, 21.7, 23.2, 24.3]
+    leads = [lead for _, _, lead in s64]
+    assert leads.count("mio_throttle") == 1 and leads[7] == "mio_throttle"
+    assert set(leads) == {"wait", "long_scoreboard", "short_scoreboard", "mio_throttle"}
+    s128 = _stalls("conv_f16_128x128")
+    assert min(t for t, _, _ in s128) == pytest.approx(8.8, abs=0.05)
+    assert max(t for t, _, _ in s128) == pytest.approx(55.4, abs=0.05)
+    assert [lead for _, _, lead in s128].count("wait") == 13
+    warps = sorted(w for _, w, _ in s128)
+    assert warps[:3] == pytest.approx([6.2, 7.1, 7.5], abs=0.05) and warps[3] == pytest.approx(9.3, abs=0.05)
