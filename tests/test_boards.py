@@ -78,10 +78,6 @@ def _p90(folder: Path, set_name: str, family: str = "own_conv_f16", profile=None
     return V.family_stats(ev.families, ev.relative_error)[0].p90_pct
 
 
-def _conv_p90(folder: Path, set_name: str) -> float:
-    return _p90(folder, set_name)
-
-
 def test_the_shipped_model_on_each_board_as_the_readme_says(tmp_path):
     BM.main([str(t) for t in TIMINGS] + ["--out", str(tmp_path)])
     readme = {  # folder: (every row, evaluation set), conv p90 %
@@ -90,8 +86,8 @@ def test_the_shipped_model_on_each_board_as_the_readme_says(tmp_path):
         DATA / "boards" / BOARDS[2]: (7.90, 8.31), tmp_path: (7.99, 8.35),
     }
     for folder, (every, held_out) in readme.items():
-        assert _conv_p90(folder, "all") == pytest.approx(every, abs=0.005), folder
-        assert _conv_p90(folder, "evaluation") == pytest.approx(held_out, abs=0.005), folder
+        assert _p90(folder, "all") == pytest.approx(every, abs=0.005), folder
+        assert _p90(folder, "evaluation") == pytest.approx(held_out, abs=0.005), folder
         assert held_out > 8.0       # the held-out bound fails on every board and on the median
 
 
