@@ -1,6 +1,11 @@
+import csv
 import importlib.util
+import sys
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _gpu_available() -> bool:
@@ -21,3 +26,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def median_window_rows(tmp_path):
+    """``rows(dataset, logs, windows)``: ``remeasure.combine`` of the logs into the dataset, then the
+    pass-1 rows of our kernels; also (re-timed rows, selected rows)."""
+    sys.path.insert(0, str(ROOT))
+    from validation import remeasure
+
+    def rows(dataset: Path, logs: list[Path], windows: int) -> tuple[list[dict], tuple[int, int]]:
+        out = tmp_path / dataset.name
+        counts = remeasure.combine(dataset, logs, "own", windows, out)
+        with open(out, newline="") as f:
+            return [r for r in csv.DictReader(f) if r["backend"] == "own" and r["pass"] == "1"], counts
+    return rows

@@ -13,7 +13,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "validation"))
 import board_median as BM  # noqa: E402
 import placement_spread as PS  # noqa: E402
-import remeasure as R  # noqa: E402
 
 import wavemodel as wm  # noqa: E402
 from wavemodel import datasets as D  # noqa: E402
@@ -30,13 +29,11 @@ WINDOWS = {**{(f"boards/{b}", n): 3 for b in BOARDS for n in ("conv_own", "gemm_
 
 
 @pytest.mark.parametrize(("where", "name"), sorted(WINDOWS))
-def test_rows_are_the_median_windows_of_the_logs(tmp_path, where, name):
+def test_rows_are_the_median_windows_of_the_logs(median_window_rows, where, name):
     folder = DATA / where
-    done, total = R.combine(DATA / f"{name}.csv", [folder / f"{name}_own_windows.csv"], "own",
-                            WINDOWS[where, name], tmp_path / f"{name}.csv")
+    combined, (done, total) = median_window_rows(DATA / f"{name}.csv", [folder / f"{name}_own_windows.csv"],
+                                                 WINDOWS[where, name])
     assert done == total == {"conv_own": 940, "gemm_own": 2398}[name]
-    with open(tmp_path / f"{name}.csv", newline="") as f:
-        combined = [r for r in csv.DictReader(f) if r["backend"] == "own" and r["pass"] == "1"]
     with open(folder / f"{name}.csv", newline="") as f:
         assert combined == list(csv.DictReader(f))
 
@@ -140,14 +137,14 @@ def test_the_model_on_the_placements_as_the_readme_says(tmp_path):
 
 
 def test_the_model_misses_are_not_the_placement_sensitive_rows():
-    _, committed = R.read(DATA / "conv_own.csv")
-    spread = {R.job_of(committed[i], "conv"): max(v) / min(v) - 1
+    committed = D.read_csv(DATA / "conv_own.csv")
+    key = lambda r: (r.kernel, r.shape, r.group)  # noqa: E731
+    spread = {key(committed[i]): max(v) / min(v) - 1
               for i, v in PS.window_latencies(PLACEMENTS / "conv_own_own_windows.csv").items()}
     rows, _, _ = select_rows(D.load_dir(PLACEMENTS), "all", False, ["own_conv_f16"])
     ev = V.evaluate(rows, wm.gpu("h100-sxm"))
     err = np.abs(ev.relative_error)
-    sp = np.array([spread[R.job_of({**r.dims, "kernel": r.kernel, "backend": "own", "dtype": r.dtype,
-                                    "group": r.group}, "conv")] for r in rows])
+    sp = np.array([spread[key(r)] for r in rows])
     miss = err > 0.08
     assert miss.sum() == 95
     assert np.median(sp[miss]) == pytest.approx(0.0128, abs=5e-4)

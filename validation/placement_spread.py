@@ -12,7 +12,6 @@ gave it) lies from the median over placements (``|committed / median - 1|``: med
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -29,11 +28,7 @@ FAMILIES = ("conv", "simt", "tc")
 
 def window_latencies(log: Path) -> dict[int, list[float]]:
     """Row number -> its windows' median latencies (us), in log order."""
-    out: dict[int, list[float]] = {}
-    with open(log, newline="") as f:
-        for t in csv.DictReader(f):
-            out.setdefault(int(t["row"]), []).append(float(t["latency_us_median"]))
-    return out
+    return {row: [float(t["latency_us_median"]) for t in ts] for row, ts in R.read_windows([log]).items()}
 
 
 def spread_table(folder: Path, committed: Path = COMMITTED) -> dict[str, dict[str, float]]:

@@ -201,15 +201,21 @@ def measure(path: Path, log: Path, backend: str, windows: int, part: tuple[int, 
     return sum(c == windows for c in counts.values())
 
 
-def combine(path: Path, logs: list[Path], backend: str, windows: int, out: Path) -> tuple[int, int]:
-    """Write ``out``: ``path``'s rows, each selected row with its median window where it has all
-    ``windows`` of them in ``logs`` (else unchanged). Returns (re-timed rows, selected rows)."""
-    header, rows = read(path)
+def read_windows(logs: list[Path]) -> dict[int, list[dict]]:
+    """Row number -> its window records from ``measure``'s logs, in log order."""
     timings: dict[int, list[dict]] = {}
     for log in logs:
         with open(log, newline="") as f:
             for t in csv.DictReader(f):
                 timings.setdefault(int(t["row"]), []).append(t)
+    return timings
+
+
+def combine(path: Path, logs: list[Path], backend: str, windows: int, out: Path) -> tuple[int, int]:
+    """Write ``out``: ``path``'s rows, each selected row with its median window where it has all
+    ``windows`` of them in ``logs`` (else unchanged). Returns (re-timed rows, selected rows)."""
+    header, rows = read(path)
+    timings = read_windows(logs)
     todo = set(todo_rows(rows, backend))
     done = 0
     with open(out, "w", newline="") as f:

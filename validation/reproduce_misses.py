@@ -23,6 +23,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from validation import remeasure as R  # noqa: E402
 from wavemodel import datasets as D  # noqa: E402
 from wavemodel import validate as V  # noqa: E402
 from wavemodel.gpus import gpu  # noqa: E402
@@ -55,12 +56,10 @@ def select(out: Path) -> None:
 
 def compare(folder: Path) -> None:
     rows = D.read_csv(folder / NAME)
-    windows: dict[int, list[float]] = {}
-    with open(folder / NAME.replace(".csv", "_own_windows_part0of1.csv")) as fh:
-        for rec in csv.DictReader(fh):
-            windows.setdefault(int(rec["row"]), []).append(float(rec["latency_us_median"]))
+    windows = R.read_windows([folder / NAME.replace(".csv", "_own_windows_part0of1.csv")])
     old = np.array([r.latency_us for r in rows])
-    new = np.array([float(np.median(windows[i])) for i in range(len(rows))])
+    new = np.array([float(np.median([float(t["latency_us_median"]) for t in windows[i]]))
+                    for i in range(len(rows))])
     err_old = _errors(rows)
     predicted = old * (1 + err_old)
     err_new = predicted / new - 1
