@@ -1,4 +1,4 @@
-"""More calibration rows for cuDNN: random NHWC fp16 convs, all in the calibration set.
+"""More calibration rows: random NHWC fp16 convs, all in the calibration set, for cuDNN or our conv kernels.
 
 The cuDNN fit has 51 parameters (eight per kernel family) for about 450 calibration rows, and its
 held-out error moves with its data by about its margin: 2-fold CV puts a half-set fit at a median 10.6
@@ -8,10 +8,19 @@ random group (``shapesets.random_convs``, another seed). Every new shape is chec
 datasets, so that none of them is an evaluation (or calibration) shape already; the evaluation set is
 left as it is.
 
-Usage (on a GPU): PYTHONPATH=. python validation/extra_calibration.py --out DIR [--count 300]
-Writes DIR/conv_cudnn_extra.csv (the columns of conv_cudnn.csv; set "calibration", group
-"random_extra", kernel names from the profiler) one row at a time, skipping rows already there (a rerun
-resumes), and DIR/conv_cudnn_extra_env.json.
+Our two conv kernels have 14 parameters each and 196 calibration rows each, of which 99 are one
+staircase and only 85 are random shapes. ``--backend own`` measures ``--count`` more random shapes (the
+generator of ``shapesets.own_conv_shapes``' random group, another seed) on both kernels. Each row is
+timed in three windows and keeps its median window, as the committed rows were (``remeasure.py``).
+
+Usage (on a GPU):
+    PYTHONPATH=. python validation/extra_calibration.py --out DIR [--count 300]
+        writes DIR/conv_cudnn_extra.csv (the columns of conv_cudnn.csv; set "calibration", group
+        "random_extra", kernel names from the profiler) one row at a time, skipping rows already there
+        (a rerun resumes), and DIR/conv_cudnn_extra_env.json;
+    PYTHONPATH=. python validation/extra_calibration.py --backend own --out DIR [--count 800]
+        writes DIR/conv_own_extra.csv (set "calibration", group "random_extra") and
+        DIR/conv_own_extra_env.json (every window's latency) once every window has finished.
 """
 
 from __future__ import annotations
@@ -31,8 +40,11 @@ from validation import shapesets  # noqa: E402
 from wavemodel.hardware import calibration_sweep as S  # noqa: E402
 
 FILE = "conv_cudnn_extra.csv"
+OWN_FILE = "conv_own_extra.csv"
 GROUP = "random_extra"
 SEED = 20261127                 # the committed random group used 20261126
+OWN_SEED = 20261129             # our kernels' committed random group used 20261128
+OWN_WINDOWS = 3                 # as the committed rows of our kernels (remeasure.py --windows 3)
 COLUMNS = S.SHAPE_COLUMNS["conv"]
 
 
@@ -45,18 +57,49 @@ def committed_convs(data_dir: Path) -> set[tuple[int, ...]]:
     return out
 
 
-def new_jobs(count: int, data_dir: Path, seed: int = SEED) -> list[S.Job]:
-    """``count`` random convs not in ``data_dir`` (and no repeats), as cuDNN jobs."""
-    rng = np.random.default_rng(seed)
+def new_shapes(count: int, data_dir: Path, rng, **random_convs) -> list[tuple[int, ...]]:
+    """``count`` random convs (``shapesets.random_convs`` with these keywords) not in ``data_dir``'s
+    conv datasets, and no repeats."""
     seen = committed_convs(data_dir)
-    jobs: list[S.Job] = []
-    while len(jobs) < count:
-        for s in shapesets.random_convs(rng, count - len(jobs), group=GROUP):
+    shapes: list[tuple[int, ...]] = []
+    while len(shapes) < count:
+        for s in shapesets.random_convs(rng, count - len(shapes), group=GROUP, **random_convs):
             shape = tuple(int(s[c]) for c in COLUMNS)
             if shape not in seen:
                 seen.add(shape)
-                jobs.append(S.Job("conv", "cudnn", "", "fp16", shape, GROUP))
-    return jobs
+                shapes.append(shape)
+    return shapes
+
+
+def new_jobs(count: int, data_dir: Path, seed: int = SEED) -> list[S.Job]:
+    """``count`` random convs not in ``data_dir`` (and no repeats), as cuDNN jobs."""
+    return [S.Job("conv", "cudnn", "", "fp16", shape, GROUP)
+            for shape in new_shapes(count, data_dir, np.random.default_rng(seed))]
+
+
+def own_conv_kernels() -> list[str]:
+    from wavemodel.hardware.kernels import KERNELS
+
+    return [name for name, k in KERNELS.items() if k.kind == "conv"]
+
+
+def new_own_jobs(count: int, data_dir: Path, seed: int = OWN_SEED) -> list[S.Job]:
+    """``count`` random convs not in ``data_dir``, drawn as the committed random group of our conv
+    kernels is (``shapesets.own_conv_shapes``), each on every one of our conv kernels."""
+    rng = np.random.default_rng([seed, sum(map(ord, "conv_f16"))])
+    shapes = new_shapes(count, data_dir, rng, align=8, max_flops=shapesets.OWN_CONV_MAX_FLOPS)
+    kernels = own_conv_kernels()
+    return [S.Job("conv", "own", kernel, "fp16", shape, GROUP) for shape in shapes for kernel in kernels]
+
+
+def measure_own(out: Path, count: int, data_dir: Path) -> None:
+    from validation.remeasure import held_out, time_and_write
+
+    jobs = held_out(new_own_jobs(count, data_dir), data_dir)
+    print(f"{len(jobs)} rows ({count} shapes x {len(own_conv_kernels())} kernels), {OWN_WINDOWS} windows",
+          file=sys.stderr, flush=True)
+    time_and_write(out, jobs, OWN_WINDOWS, {"conv": OWN_FILE}, "calibration", "conv_own_extra_env.json",
+                   {"seed": OWN_SEED, "count": count, "set": "calibration (every row)"})
 
 
 def done_shapes(path: Path) -> set[tuple[int, ...]]:
@@ -71,8 +114,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, type=Path, help="the datasets folder (the file goes beside them)")
     ap.add_argument("--data", type=Path, default=Path("validation/data/h100-sxm"),
                     help="committed datasets the new shapes must stay out of")
-    ap.add_argument("--count", type=int, default=300)
+    ap.add_argument("--count", type=int, default=300, help="new shapes (for --backend own: on each kernel)")
+    ap.add_argument("--backend", choices=("cudnn", "own"), default="cudnn")
     args = ap.parse_args(argv)
+    if args.backend == "own":
+        measure_own(args.out, args.count, args.data)
+        return 0
     out = args.out / FILE
     jobs = new_jobs(args.count, args.data)
     done = done_shapes(out)

@@ -46,6 +46,7 @@ CONV_STAIRS = ((64, 56, 256, 3, 1, 1), (256, 14, 1024, 1, 1, 0), (512, 7, 2048, 
 # the largest problem (2*m*n*k flops) a random or square shape may have, per dtype: ~1-3 ms on an H100
 MAX_FLOPS = {"fp16": 1.5e12, "bf16": 1.5e12, "fp8": 2.5e12, "tf32": 0.6e12, "fp32": 0.1e12}
 OWN_MAX_FLOPS = {"simt": 0.04e12, "tensor": 0.4e12}
+OWN_CONV_MAX_FLOPS = 0.2e12
 
 # how many shapes each part of the sweep has (the one place to resize the sweeps)
 SIZES = {
@@ -237,5 +238,5 @@ def own_conv_shapes(family: str, align: int = 8, count: int | None = None,
     rows += [conv("vgg16", 32, c, h, k, 3, 1, 1) for c, h, k in VGG16_CONVS if c % align == 0]
     rows += conv_staircases(SIZES["own_conv_stair_points"], align)
     n = SIZES["own_random"] if count is None else count
-    rows += random_convs(rng, n, align, max_flops=0.2e12)
+    rows += random_convs(rng, n, align, max_flops=OWN_CONV_MAX_FLOPS)
     return rows
