@@ -142,6 +142,30 @@ def test_new_shapes_timed_in_windows_keep_their_median_window(tmp_path):
         R.time_in_windows(Failing(), jobs, 1)
 
 
+def test_long_job_lists_are_timed_a_chunk_at_a_time():
+    """runner.measure builds a chunk's buffers before timing any: time_in_windows hands it at most
+    S.CHUNK jobs at once (1600 jobs at once ran the GPU out of memory), and every job keeps its own
+    timing, window by window."""
+    jobs = [S.gemm("g", "fp16", 8 * (i + 1), 64, 64, backend="own", kernel="k")
+            for i in range(2 * S.CHUNK + 5)]
+
+    class Chunked:
+        sizes: list = []
+        window = 0
+
+        def measure(self, todo):
+            self.sizes.append(len(todo))
+            for j in todo:
+                yield j, {"latency_us_median": j.shape[1] + 1000 * self.window}
+            if j is jobs[-1]:
+                self.window += 1
+
+    timings = R.time_in_windows(Chunked(), jobs, 2)
+    assert max(Chunked.sizes) == S.CHUNK and sum(Chunked.sizes) == 2 * len(jobs)
+    assert [[t["latency_us_median"] for t in ts] for ts in timings] == [[j.shape[1], j.shape[1] + 1000]
+                                                                        for j in jobs]
+
+
 def test_probes_stay_out_of_the_datasets_and_write_their_windows(tmp_path):
     """held_out refuses a committed row; time_and_write writes each kind present and the windows."""
     import json

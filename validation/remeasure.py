@@ -103,13 +103,16 @@ def time_and_write(out: Path, jobs: list[S.Job], windows: int, files: dict[str, 
 
 def time_in_windows(runner, jobs: list[S.Job], windows: int) -> list[list[dict]]:
     """Per job, its timing in each of ``windows`` windows, one full pass over ``jobs`` per window
-    (``runner.measure``); raises on the first job that fails (its correctness check included)."""
+    (``runner.measure``, ``S.CHUNK`` jobs at a time: it builds a chunk's buffers before timing them, and
+    a whole long list's would not fit in GPU memory); raises on the first job that fails (its correctness
+    check included)."""
     timings: list[list[dict]] = [[] for _ in jobs]
     for window in range(windows):
-        for i, (job, result) in enumerate(runner.measure(jobs)):
-            if isinstance(result, BaseException):
-                raise RuntimeError(f"{job}: {result}") from result
-            timings[i].append(result)
+        for start in range(0, len(jobs), S.CHUNK):
+            for i, (job, result) in enumerate(runner.measure(jobs[start:start + S.CHUNK]), start):
+                if isinstance(result, BaseException):
+                    raise RuntimeError(f"{job}: {result}") from result
+                timings[i].append(result)
         print(f"window {window + 1}/{windows}: {len(jobs)} shapes", file=sys.stderr, flush=True)
     return timings
 
