@@ -262,6 +262,35 @@ def test_padding_taps_that_are_zero_filled_move_no_panel_bytes():
     assert zf["l2_s"] == full["l2_s"]
 
 
+def test_taps_reread_the_input_where_a_tap_pass_outgrows_the_l2():
+    from wavemodel.calibration import UNCALIBRATED
+    from wavemodel.latency import TAP_REUSE_L2_SHARES, _Shared, config_latency, tap_reread_bytes
+    l2 = H100.l2_bytes
+    conv = wm.Conv2d(n=8, c=576, h=112, w=112, k=48, r=3, s=3, padding=1)
+    inputs = 8 * 112 * 112 * 576 * 2
+    lo, hi = (share * l2 for share in TAP_REUSE_L2_SHARES)
+    rows = np.array([lo / 1152 - 10, (lo + hi) / 2 / 1152, hi / 1152 + 10])    # one pass: rows x 1152 bytes
+    # under half the L2 every reuse hits; halfway up the ramp half the 8 extra reads per input element
+    # miss; past the L2 all of them
+    np.testing.assert_allclose(tap_reread_bytes(conv, rows, l2), [0, 4 * inputs, 8 * inputs], rtol=1e-12)
+    # stride 2 reads each element (3/2)**2 times, and a pass lasts two taps: twice the bytes per row
+    s2 = dataclasses.replace(conv, stride=2)
+    np.testing.assert_allclose(tap_reread_bytes(s2, rows / 2, l2), [0, 1.25 * inputs / 2, 1.25 * inputs],
+                               rtol=1e-12)
+    assert tap_reread_bytes(dataclasses.replace(conv, r=1, s=1, padding=0), rows, l2)[-1] == 0
+    assert tap_reread_bytes(wm.Gemm(m=64, n=64, k=64), rows, l2) == 0
+    # in the model: conv_f16_128x64-like tiles, 3 per SM: 396 CTAs of distinct pixel rows, 58 MB a pass
+    cfg = wm.KernelConfig(name="rr", kind="conv", tile_m=128, tile_n=64, tile_k=32, threads=128,
+                          regs_per_thread=168, smem_per_block_bytes=49152, efficiency=0.8)
+    on = dataclasses.replace(cfg, taps_reread_past_l2=True)
+    g = conv.gemm()
+    off_t, on_t = (config_latency(g, c, H100, UNCALIBRATED, conv, _Shared(g, conv)) for c in (cfg, on))
+    assert off_t["reread_s"] == 0
+    bw = H100.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency
+    assert on_t["reread_s"] == pytest.approx(8 * inputs / bw, rel=1e-12)
+    assert on_t["dram_s"] - off_t["dram_s"] == pytest.approx(on_t["reread_s"], rel=1e-12)
+
+
 def brute_panel_rows(m, n, tile_m, tile_n):
     """Mean over every tile of the rows of its A (B) panel inside the problem, counted tile by tile."""
     rows_m = [min(tile_m, m - i) for i in range(0, m, tile_m)]

@@ -69,6 +69,8 @@ class KernelConfig:
     epilogue_drains_c: bool = False    # C's DRAM writes happen in the epilogue, after the main loop
     channel_traffic_factor: float = 1.0  # conv: L2 -> SM traffic multiplier where C is off 32-byte sectors
     padding_loads_free: bool = False   # conv: taps in the padding are zero-filled, not loaded (A panel)
+    taps_reread_past_l2: bool = False  # conv: taps read the input again from DRAM where a tap pass of
+    #                                    the running CTAs' pixels outgrows the L2 (latency.tap_reread_bytes)
     edge_loads_free: bool = False      # A rows past M and B rows past N are zero-filled, not loaded
     l2_counts_writes: bool = False     # C's writes draw on the L2 bandwidth beside the panel reads
     smooth_overlap: bool = False       # math and memory combine as a p-norm, not max + unhidden * min

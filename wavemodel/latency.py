@@ -33,7 +33,10 @@ For one kernel configuration the time of a call is
   ``scalar_write_bytes_per_s`` is set and rows of C are not 16-byte aligned, C's element-wise writes
   (partial-sector writes, every SM's together) add their time at that rate (``scalar_write_s``);
   where its ``off_sector_write_factor`` is set and rows of C start off 32-byte sectors (fp16 N % 16
-  == 8), C's bytes cost that many times their write time (``off_sector_write_s``).
+  == 8), C's bytes cost that many times their write time (``off_sector_write_s``). Where a conv
+  kernel walks its K loop tap by tap (``taps_reread_past_l2``: our tc_f16_conv), a tap pass of the
+  running CTAs' pixels that outgrows the L2 loses the next taps' reuse, and the input comes back
+  from DRAM about once per tap (``tap_reread_bytes``).
 - ``t_l2`` is the traffic into the SMs: every tile streams its A and B panels (``(tile_m + tile_n) x
   K`` elements) out of L2, all tiles through the L2's bandwidth (panels a cluster shares are read
   once and multicast), and the busiest SM's tiles through what one SM can ingest; so small tiles,
@@ -231,6 +234,40 @@ def valid_tap_fraction(shape: Gemm | Conv2d):
 
     share = along(shape.h, shape.p, shape.r) * along(shape.w, shape.q, shape.s)
     return share if np.ndim(share) else float(share)
+
+
+# the share of the L2 from which one tap pass starts to miss, and the share where all of it misses: each
+# of an H100's (or A100's) two L2 partitions keeps the lines its own SMs read, so data every SM reads
+# may sit in both (half the L2); past the whole L2 none of it stays
+TAP_REUSE_L2_SHARES = (0.5, 1.0)
+
+
+def tap_reread_bytes(shape: Gemm | Conv2d, concurrent_rows, l2_bytes: float):
+    """DRAM bytes a convolution's taps read again where the L2 cannot keep its input between taps.
+
+    An implicit-GEMM conv whose K loop walks tap by tap ((r, s) outer, channels inner, as tc_f16_conv)
+    reads, in one tap pass, ``C`` channels of one input pixel per output pixel in flight
+    (``concurrent_rows``: the running CTAs' distinct A rows). The next tap reads the neighbouring pixels
+    (``stride`` passes later for a strided conv), so the reuse hits only while a pass,
+    ``concurrent_rows x C x in_bytes x stride``, fits in the L2; past it each input element comes back
+    from DRAM about once per tap that covers it, ``(R / stride) x (S / stride)`` times, instead of once.
+    The misses ramp linearly between the two shares of ``l2_bytes`` in ``TAP_REUSE_L2_SHARES``. On the
+    H100: conv_f16_128x64 (396 CTAs at once) runs 3x3 convs of wide C over 112x112 images up to 1.5x
+    slower than conv_f16_128x128 (264) predicts for the same shape (conv_own_extra.md). 0 for a GEMM
+    and for 1x1 convs.
+    """
+    if not isinstance(shape, Conv2d):
+        return 0.0
+    f = np.float64
+    in_b = DTYPE_IN_BYTES[shape.dtype]
+    stride = np.asarray(shape.stride, dtype=f)
+    c = np.asarray(shape.c, dtype=f) / shape.groups
+    per_pass = concurrent_rows * c * in_b * stride
+    lo, hi = (share * l2_bytes for share in TAP_REUSE_L2_SHARES)
+    miss = np.clip((per_pass - lo) / (hi - lo), 0.0, 1.0)
+    taps = np.maximum(shape.r / stride, 1.0) * np.maximum(shape.s / stride, 1.0)
+    inputs = np.asarray(shape.n, dtype=f) * shape.h * shape.w * np.asarray(shape.c, dtype=f) * in_b
+    return inputs * (taps - 1.0) * miss
 
 
 def valid_panel_rows(cfg: KernelConfig, g: Gemm, tiles_m, tiles_n, tile_m=None):
@@ -560,6 +597,12 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     if cfg.store_bytes_per_s:   # each of its tiles stores its valid part of C after its main loop
         epilogue = epilogue_bytes(sh, cfg, busiest, tiles, tm, tn) / cfg.store_bytes_per_s
     dram = sh.dram_s(cfg, gpu)
+    reread = 0.0
+    if cfg.taps_reread_past_l2:     # the input again from DRAM where a tap pass outgrows the L2
+        concurrent = np.minimum(tiles_m, np.ceil(np.minimum(tiles, ws.wave_size) / tiles_n)) * tm
+        reread = tap_reread_bytes(sh.shape, np.minimum(concurrent, g.m), gpu.l2_bytes) / (
+            gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
+        dram = dram + reread
     written = 0.0
     if cfg.epilogue_drains_c:   # C's writes leave in the epilogues, not under the main loops
         written = c_write_s(sh, cfg, gpu)
@@ -603,8 +646,9 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     # the pipeline hides only part of the shorter stream under the longer (module docstring)
     busy = overlapped_s(compute, memory, cfg.unhidden_fraction, cfg.smooth_overlap)
     return dict(latency_s=fixed + busy, compute_s=compute, memory_s=memory,
-                dram_s=dram, l2_s=l2, ingest_s=ingest, fixed_s=fixed, memset_s=memset, dispatch_s=dispatch,
-                straggler_s=straggle, epilogue_s=epilogue, c_write_s=written, scalar_write_s=scalar_write,
+                dram_s=dram, reread_s=reread, l2_s=l2, ingest_s=ingest, fixed_s=fixed, memset_s=memset,
+                dispatch_s=dispatch, straggler_s=straggle, epilogue_s=epilogue, c_write_s=written,
+                scalar_write_s=scalar_write,
                 tile_m=tm, stats=ws)
 
 

@@ -105,12 +105,14 @@ from .latency import (
     EULER_GAMMA,
     LINE_BYTES,
     SECTOR_BYTES,
+    TAP_REUSE_L2_SHARES,
     _Shared,
     candidate_configs,
     config_latency,
     panel_bytes_per_k_tile,
     panel_traffic_factor,
     select,
+    tap_reread_bytes,
     valid_tap_fraction,
     write_rate_bytes_per_s,
     written_bytes_per_output,
@@ -263,7 +265,15 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
         l2 = l2 + g.batch * m * n * sp.Float(per_output / profile.l2_bandwidth(gpu, cfg))
     ingest = busiest * k_iters * sp.sympify(factor * into_sm / profile.sm_bandwidth(gpu, cfg)).evalf()
 
-    dram = _affine_line(terms_x["dram_s"], x, d, "DRAM traffic")
+    dram = _affine_line(terms_x["dram_s"] - terms_x["reread_s"], x, d, "DRAM traffic")
+    if cfg.taps_reread_past_l2 and isinstance(shape, Conv2d):   # latency.tap_reread_bytes, in the tiles
+        concurrent = sp.Min(sp.Min(tiles_m, sp.ceiling(sp.Min(tiles, size) / tiles_n)) * tm, m)
+        per_pass = concurrent * float(shape.c / shape.groups * DTYPE_IN_BYTES[g.dtype] * shape.stride)
+        lo, hi = (share * gpu.l2_bytes for share in TAP_REUSE_L2_SHARES)
+        miss = sp.Min(1, sp.Max(0, (per_pass - lo) / (hi - lo)))
+        per_miss = float(tap_reread_bytes(shape, np.inf, gpu.l2_bytes)) / (
+            gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)      # every tap's reuse missed
+        dram = dram + miss * sp.Float(per_miss)
     if cfg.scalar_write_bytes_per_s:  # C's element-wise writes where n is off 16 bytes, beside the reads
         dram = dram + sp.Piecewise((0, sp.Eq(sp.Mod(n, vector), 0)), (g.batch * m * n * sp.Float(
             DTYPE_OUT_BYTES[g.dtype] / cfg.scalar_write_bytes_per_s), True))

@@ -94,6 +94,9 @@ class OwnKernel:
             kind=self.kind, family=self.name, source=f"kernels/{self.source_file} {' '.join(self.options)}",
             # tc_f16_conv zero-fills the taps in the padding (cp.async source size 0): no bytes move
             padding_loads_free=self.kind == "conv",
+            # its K loop runs tap by tap: a tap pass of the running CTAs' pixels past the L2 re-reads
+            # the input from DRAM
+            taps_reread_past_l2=self.kind == "conv",
             # ... and so the rows of an edge tile past M (A) and past K (the filter): no bytes move
             edge_loads_free=self.kind == "conv",
             # its math and memory streams combine smoothly, not as max + a fixed share of the shorter
