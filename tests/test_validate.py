@@ -304,11 +304,18 @@ def test_committed_h100_evaluation_data_meets_the_library_bounds(capsys):
     assert doc["failures"] == [] and code == 0
 
 
-@pytest.mark.xfail(reason="the shipped model does not meet the bounds of issue 3 on our kernels yet (the "
-                          "convs' p90 over the evaluation set, 8.06 %); remove this mark when 'wavemodel "
-                          "validate validation/data/h100-sxm --families own_*' exits 0", strict=True)
 def test_committed_h100_evaluation_data_meets_the_own_kernel_bounds(capsys):
+    # the convs by the narrowest margin: p90 7.94 %, 55 of 556 rows past 8 % (the most the bound allows)
     code, out, _ = run(["validate", str(H100_DATA), "--families", "own_*", "--json"], capsys)
+    assert json.loads(out)["failures"] == [] and code == 0
+
+
+@pytest.mark.xfail(reason="issue 3 counts every committed row: our convs miss there (median 3.04 %, p90 "
+                          "10.48 % over 2548 rows, of which 1600 random calibration convs the model "
+                          "predicts at p90 10-14 %); remove this mark when 'wavemodel validate "
+                          "validation/data/h100-sxm --families own_* --set all' exits 0", strict=True)
+def test_every_committed_h100_row_meets_the_own_kernel_bounds(capsys):
+    code, out, _ = run(["validate", str(H100_DATA), "--families", "own_*", "--set", "all", "--json"], capsys)
     assert json.loads(out)["failures"] == [] and code == 0
 
 

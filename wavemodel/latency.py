@@ -236,10 +236,10 @@ def valid_tap_fraction(shape: Gemm | Conv2d):
     return share if np.ndim(share) else float(share)
 
 
-# the share of the L2 from which one tap pass starts to miss, and the share where all of it misses: each
-# of an H100's (or A100's) two L2 partitions keeps the lines its own SMs read, so data every SM reads
-# may sit in both (half the L2); past the whole L2 none of it stays
-TAP_REUSE_L2_SHARES = (0.5, 1.0)
+# the share of the L2 from which one tap pass starts to miss, and the share where all of it misses:
+# Nsight Compute's DRAM reads on the H100 (ncu_conv_random/, ncu_conv_misses/) put the input's extra
+# reads at 2 % of the taps' reuse at 0.55 of the L2, 28 % at 0.82 and 94 % at 0.95 (stride 2)
+TAP_REUSE_L2_SHARES = (0.75, 1.0)
 
 
 def tap_reread_bytes(shape: Gemm | Conv2d, concurrent_rows, l2_bytes: float):
@@ -251,7 +251,8 @@ def tap_reread_bytes(shape: Gemm | Conv2d, concurrent_rows, l2_bytes: float):
     (``stride`` passes later for a strided conv), so the reuse hits only while a pass,
     ``concurrent_rows x C x in_bytes x stride``, fits in the L2; past it each input element comes back
     from DRAM about once per tap that covers it, ``(R / stride) x (S / stride)`` times, instead of once.
-    The misses ramp linearly between the two shares of ``l2_bytes`` in ``TAP_REUSE_L2_SHARES``. On the
+    The misses ramp linearly between the two shares of ``l2_bytes`` in ``TAP_REUSE_L2_SHARES``
+    (measured with Nsight Compute). On the
     H100: conv_f16_128x64 (396 CTAs at once) runs 3x3 convs of wide C over 112x112 images up to 1.5x
     slower than conv_f16_128x128 (264) predicts for the same shape (conv_own_extra.md). 0 for a GEMM
     and for 1x1 convs.
