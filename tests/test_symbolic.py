@@ -778,10 +778,9 @@ def test_own_convs_where_a_tap_pass_outgrows_the_l2_equal_the_model(name):
     cfg = own_kernels()[name]
     conv = wm.Conv2d(n=8, c=720, h=112, w=112, k=64, r=3, s=3, stride=1, padding=1, dtype="fp16")
     x = np.arange(8, 1200, 8)
-    terms = latency.config_latency(dataclasses.replace(conv, k=x).gemm(),
-                                   calibration.profile_for(H100, name).apply(cfg), H100,
-                                   calibration.profile_for(H100, name), dataclasses.replace(conv, k=x))
+    profile, convs = calibration.profile_for(H100, name), dataclasses.replace(conv, k=x)
+    terms = latency.config_latency(convs.gemm(), profile.apply(cfg), H100, profile, convs)
     assert terms["reread_s"][0] > 0 and terms["reread_s"][-1] == 0
-    p = wm.predict_latency(dataclasses.replace(conv, k=x), H100, backend=name)
+    p = wm.predict_latency(convs, H100, backend=name)
     fn = symbolic.latency_function(conv, cfg, H100, "n")
     np.testing.assert_allclose(fn(x), p.latency_s, rtol=1e-12)

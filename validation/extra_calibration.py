@@ -86,9 +86,10 @@ def own_conv_kernels() -> list[str]:
 def new_own_jobs(count: int, data_dir: Path, seed: int = OWN_SEED) -> list[S.Job]:
     """``count`` random convs not in ``data_dir``, drawn as the committed random group of our conv
     kernels is (``shapesets.own_conv_shapes``), each on every one of our conv kernels."""
-    rng = np.random.default_rng([seed, sum(map(ord, "conv_f16"))])
-    shapes = new_shapes(count, data_dir, rng, align=8, max_flops=shapesets.OWN_CONV_MAX_FLOPS)
     kernels = own_conv_kernels()
+    family = kernels[0].rsplit("_", 1)[0]           # as sweep.own_kernel_jobs names it: "conv_f16"
+    shapes = new_shapes(count, data_dir, shapesets.own_rng(family, seed), align=8,
+                        max_flops=shapesets.OWN_CONV_MAX_FLOPS)
     return [S.Job("conv", "own", kernel, "fp16", shape, GROUP) for shape in shapes for kernel in kernels]
 
 
@@ -96,8 +97,8 @@ def measure_own(out: Path, count: int, data_dir: Path) -> None:
     from validation.remeasure import held_out, time_and_write
 
     jobs = held_out(new_own_jobs(count, data_dir), data_dir)
-    print(f"{len(jobs)} rows ({count} shapes x {len(own_conv_kernels())} kernels), {OWN_WINDOWS} windows",
-          file=sys.stderr, flush=True)
+    print(f"{len(jobs)} rows ({count} shapes on each conv kernel), {OWN_WINDOWS} windows", file=sys.stderr,
+          flush=True)
     time_and_write(out, jobs, OWN_WINDOWS, {"conv": OWN_FILE}, "calibration", "conv_own_extra_env.json",
                    {"seed": OWN_SEED, "count": count, "set": "calibration (every row)"})
 

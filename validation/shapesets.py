@@ -220,10 +220,15 @@ def own_gemm_staircases(tile_m: int, tile_n: int, tile_k: int, wave_tiles: int, 
     return rows
 
 
+def own_rng(family: str, seed: int):
+    """The random generator of one of our kernel families' random shapes (shared by its kernels)."""
+    return np.random.default_rng([seed, sum(map(ord, family))])
+
+
 def own_gemm_random(family: str, dtype: str, math_unit: str, align: int = 1, count: int | None = None,
                     seed: int = 20261127) -> list[dict]:
     """The random shapes of one kernel family (the same for every kernel of it)."""
-    rng = np.random.default_rng([seed, sum(map(ord, family))])
+    rng = own_rng(family, seed)
     n = SIZES["own_random"] if count is None else count
     return random_gemms(rng, n, dtype, align=max(1, align), hi=8192, max_flops=OWN_MAX_FLOPS[math_unit],
                         group="random")
@@ -232,7 +237,7 @@ def own_gemm_random(family: str, dtype: str, math_unit: str, align: int = 1, cou
 def own_conv_shapes(family: str, align: int = 8, count: int | None = None,
                     seed: int = 20261128) -> list[dict]:
     """ResNet-50 / VGG-16 layers with C a multiple of ``align``, output-channel staircases, random convs."""
-    rng = np.random.default_rng([seed, sum(map(ord, family))])
+    rng = own_rng(family, seed)
     rows = [conv("resnet50", 32, c, h, k, r, st, pad) for c, h, k, r, st, pad in RESNET50_CONVS
             if c % align == 0 and r in (1, 3)]
     rows += [conv("vgg16", 32, c, h, k, 3, 1, 1) for c, h, k in VGG16_CONVS if c % align == 0]

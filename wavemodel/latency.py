@@ -242,6 +242,12 @@ def valid_tap_fraction(shape: Gemm | Conv2d):
 TAP_REUSE_L2_SHARES = (0.75, 1.0)
 
 
+def tap_pass_bytes_per_row(shape: Conv2d):
+    """L2 bytes one tap pass holds per output pixel in flight: ``C x in_bytes x stride`` (a strided
+    conv's next tap with the same pixels comes ``stride`` passes later)."""
+    return np.asarray(shape.c, dtype=np.float64) / shape.groups * DTYPE_IN_BYTES[shape.dtype] * shape.stride
+
+
 def tap_reread_bytes(shape: Gemm | Conv2d, concurrent_rows, l2_bytes: float):
     """DRAM bytes a convolution's taps read again where the L2 cannot keep its input between taps.
 
@@ -249,25 +255,24 @@ def tap_reread_bytes(shape: Gemm | Conv2d, concurrent_rows, l2_bytes: float):
     reads, in one tap pass, ``C`` channels of one input pixel per output pixel in flight
     (``concurrent_rows``: the running CTAs' distinct A rows). The next tap reads the neighbouring pixels
     (``stride`` passes later for a strided conv), so the reuse hits only while a pass,
-    ``concurrent_rows x C x in_bytes x stride``, fits in the L2; past it each input element comes back
+    ``concurrent_rows x tap_pass_bytes_per_row``, fits in the L2; past it each input element comes back
     from DRAM about once per tap that covers it, ``(R / stride) x (S / stride)`` times, instead of once.
     The misses ramp linearly between the two shares of ``l2_bytes`` in ``TAP_REUSE_L2_SHARES``
-    (measured with Nsight Compute). On the
-    H100: conv_f16_128x64 (396 CTAs at once) runs 3x3 convs of wide C over 112x112 images up to 1.5x
-    slower than conv_f16_128x128 (264) predicts for the same shape (conv_own_extra.md). 0 for a GEMM
-    and for 1x1 convs.
+    (measured with Nsight Compute). On the H100 SXM, conv_f16_128x64 (396 CTAs at once) ran 3x3 convs
+    of wide C over 112x112 images up to 1.5x slower than the model without this term predicted, where
+    conv_f16_128x128 (264 CTAs) ran the same shapes as predicted (conv_own_extra.md). 0 for a GEMM and
+    for 1x1 convs.
     """
     if not isinstance(shape, Conv2d):
         return 0.0
     f = np.float64
-    in_b = DTYPE_IN_BYTES[shape.dtype]
-    stride = np.asarray(shape.stride, dtype=f)
-    c = np.asarray(shape.c, dtype=f) / shape.groups
-    per_pass = concurrent_rows * c * in_b * stride
+    per_pass = concurrent_rows * tap_pass_bytes_per_row(shape)
     lo, hi = (share * l2_bytes for share in TAP_REUSE_L2_SHARES)
     miss = np.clip((per_pass - lo) / (hi - lo), 0.0, 1.0)
+    stride = np.asarray(shape.stride, dtype=f)
     taps = np.maximum(shape.r / stride, 1.0) * np.maximum(shape.s / stride, 1.0)
-    inputs = np.asarray(shape.n, dtype=f) * shape.h * shape.w * np.asarray(shape.c, dtype=f) * in_b
+    inputs = np.asarray(shape.n, dtype=f) * shape.h * shape.w * np.asarray(shape.c, dtype=f) * (
+        DTYPE_IN_BYTES[shape.dtype])
     return inputs * (taps - 1.0) * miss
 
 

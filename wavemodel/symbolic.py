@@ -112,6 +112,7 @@ from .latency import (
     panel_bytes_per_k_tile,
     panel_traffic_factor,
     select,
+    tap_pass_bytes_per_row,
     tap_reread_bytes,
     valid_tap_fraction,
     write_rate_bytes_per_s,
@@ -268,7 +269,7 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     dram = _affine_line(terms_x["dram_s"] - terms_x["reread_s"], x, d, "DRAM traffic")
     if cfg.taps_reread_past_l2 and isinstance(shape, Conv2d):   # latency.tap_reread_bytes, in the tiles
         concurrent = sp.Min(sp.Min(tiles_m, sp.ceiling(sp.Min(tiles, size) / tiles_n)) * tm, m)
-        per_pass = concurrent * float(shape.c / shape.groups * DTYPE_IN_BYTES[g.dtype] * shape.stride)
+        per_pass = concurrent * float(tap_pass_bytes_per_row(shape))
         lo, hi = (share * gpu.l2_bytes for share in TAP_REUSE_L2_SHARES)
         miss = sp.Min(1, sp.Max(0, (per_pass - lo) / (hi - lo)))
         per_miss = float(tap_reread_bytes(shape, np.inf, gpu.l2_bytes)) / (
