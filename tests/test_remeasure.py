@@ -167,7 +167,8 @@ def test_long_job_lists_are_timed_a_chunk_at_a_time():
 
 
 def test_probes_stay_out_of_the_datasets_and_write_their_windows(tmp_path):
-    """held_out refuses a committed row; time_and_write writes each kind present and the windows."""
+    """held_out refuses a committed row; time_and_write writes each kind present, the windows and the log
+    of every timing."""
     import json
 
     import pytest
@@ -195,7 +196,8 @@ def test_probes_stay_out_of_the_datasets_and_write_their_windows(tmp_path):
     out = tmp_path / "out"
     R.time_and_write(out, fresh, 2, {"gemm": "g.csv", "conv": "c.csv"}, "probe", "env.json",
                      {"set": "probe"}, runner=Runner())
-    assert sorted(p.name for p in out.iterdir()) == ["env.json", "g.csv"]      # no conv job, no conv file
+    assert sorted(p.name for p in out.iterdir()) == ["env.json", "env_windows.csv", "g.csv"]   # no conv
+    #                                                                        job, no conv file; the log
     env = json.loads((out / "env.json").read_text())
     assert env["windows"] == 2 and env["set"] == "probe"
     assert env["window_latencies_us"] == {"k1 (1, 12, 64, 64)": [7.0, 7.0]}
@@ -241,3 +243,61 @@ def test_runner_layout_offsets_buffers_only_with_a_placement():
         assert start % (ALIGN_BYTES // 2) == 0 and 0 <= start < PLACEMENT_SPAN_BYTES // 2
         starts.add(start)
     assert len(starts) == 20
+
+
+def test_an_interrupted_timing_run_resumes_from_its_log(tmp_path):
+    """time_and_write appends every timing to its window log as it is taken: a run killed part-way (here
+    in window 1, after some jobs) keeps them, and the same call again times only the missing (job,
+    window) pairs, then writes the same rows as a run that was never interrupted."""
+    import json
+
+    import pytest
+    jobs = [S.gemm("g", "fp16", 8 * (i + 1), 64, 64, backend="own", kernel="k") for i in range(S.CHUNK + 7)]
+
+    class Clock:
+        """Window w of a job with m = x measures x * (1, 1.3, 0.9)[w] us; dies after ``fail_after``."""
+
+        def __init__(self, fail_after=None):
+            self.timed, self.fail_after = [], fail_after
+
+        def measure(self, todo):
+            for j in todo:
+                if self.fail_after is not None and len(self.timed) == self.fail_after:
+                    raise KeyboardInterrupt
+                window = sum(1 for t in self.timed if t == j)
+                # a resumed run starts with the windows the log holds
+                window += sum(1 for k, _ in done if k == R.job_key(j))
+                self.timed.append(j)
+                t = j.shape[1] * (1.0, 1.3, 0.9)[window]
+                yield j, {"latency_us_median": t, "latency_us_p10": t, "latency_us_p90": t, "reps": 5,
+                          "host_overhead_us": 20.0, "launches_per_graph": 100, "rotation_sets": 4}
+
+        def environment(self, command):
+            return {"command": command}
+
+    def run(out, runner):
+        R.time_and_write(out, jobs, 3, {"gemm": "g.csv"}, "probe", "g_env.json", runner=runner)
+
+    done: set = set()
+    whole = Clock()
+    run(tmp_path / "whole", whole)
+    assert len(whole.timed) == 3 * len(jobs)
+
+    cut = tmp_path / "cut"
+    first = Clock(fail_after=len(jobs) + 5)             # window 0 done, 5 jobs into window 1
+    with pytest.raises(KeyboardInterrupt):
+        run(cut, first)
+    log = R.window_log(cut, "g_env.json")
+    assert log.name == "g_windows.csv" and not (cut / "g.csv").exists()
+    done = set(R.read_log(log))
+    assert len(done) == len(jobs) + 5 and {w for _, w in done} == {0, 1}
+    second = Clock()
+    run(cut, second)
+    assert len(second.timed) == 3 * len(jobs) - len(done)            # nothing timed twice
+    assert (cut / "g.csv").read_text() == (tmp_path / "whole" / "g.csv").read_text()
+    env = json.loads((cut / "g_env.json").read_text())
+    assert env["window_latencies_us"] == json.loads((tmp_path / "whole" / "g_env.json").read_text())[
+        "window_latencies_us"]
+    assert len(R.read_log(log)) == 3 * len(jobs)
+    with pytest.raises(ValueError, match="same job twice"):
+        R.time_in_windows(Clock(), jobs + jobs[:1], 1)

@@ -20,7 +20,9 @@ Usage (on a GPU):
         (a rerun resumes), and DIR/conv_cudnn_extra_env.json;
     PYTHONPATH=. python validation/extra_calibration.py --backend own --out DIR [--count 800]
         writes DIR/conv_own_extra.csv (set "calibration", group "random_extra") and
-        DIR/conv_own_extra_env.json (every window's latency) once every window has finished.
+        DIR/conv_own_extra_env.json (every window's latency) once every window has finished; every
+        timing goes to DIR/conv_own_extra_windows.csv as it is taken, and a rerun times only what that
+        log lacks (remeasure.time_and_write).
 """
 
 from __future__ import annotations

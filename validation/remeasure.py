@@ -57,7 +57,8 @@ def median_window(timings: list[dict]) -> dict:
     return ranked[(len(ranked) - 1) // 2]
 
 
-# ---- new shapes timed in windows (the probes: write_rate_probe, cta_sweep, stair_refine) ----
+# ---- new shapes timed in windows (the probes: write_rate_probe, cta_sweep, stair_refine, and
+# extra_calibration --backend own), logged as they are timed so that a rerun resumes ----
 
 
 def committed_own_shapes(data_dir: Path) -> set[tuple]:
@@ -85,13 +86,17 @@ def time_and_write(out: Path, jobs: list[S.Job], windows: int, files: dict[str, 
                    env_name: str, env_extra: dict | None = None, runner=None) -> None:
     """Time ``jobs`` in ``windows`` windows and write, under ``out``, each kind's rows with their median
     window (``files``: kind -> CSV name, kinds with no job skipped) and the environment record
-    ``env_name`` with every window's latencies."""
+    ``env_name`` with every window's latencies.
+
+    Every timing is appended to ``out/<env_name's stem>_windows.csv`` as soon as it is taken
+    (``window_log``): a run cut short (a device call's time limit, a crash) loses nothing, and the same
+    command run again times only the (job, window) pairs that log lacks before writing the rows."""
     if runner is None:
         from wavemodel.hardware.calls import Runner
 
         runner = Runner()
     out.mkdir(parents=True, exist_ok=True)
-    timings = time_in_windows(runner, jobs, windows)
+    timings = time_in_windows(runner, jobs, windows, log=window_log(out, env_name))
     for kind, name in files.items():
         if any(j.kind == kind for j in jobs):
             write_median_windows(out / name, kind, jobs, timings, set_name)
@@ -101,20 +106,67 @@ def time_and_write(out: Path, jobs: list[S.Job], windows: int, files: dict[str, 
     (out / env_name).write_text(json.dumps(env, indent=1) + "\n")
 
 
-def time_in_windows(runner, jobs: list[S.Job], windows: int) -> list[list[dict]]:
+LOG_COLUMNS = ("job", "window", "timing")
+
+
+def window_log(out: Path, env_name: str) -> Path:
+    """The log ``time_and_write`` appends every timing to: ``<env_name's stem, less _env>_windows.csv``."""
+    stem = Path(env_name).stem
+    return out / f"{stem.removesuffix('_env')}_windows.csv"
+
+
+def job_key(job: S.Job) -> str:
+    """A job's name in the window log: kind, backend, kernel, dtype and shape (the group is not timed)."""
+    return f"{job.kind} {job.backend} {job.kernel} {job.dtype} {' '.join(map(str, job.shape))}"
+
+
+def read_log(log: Path | None) -> dict[tuple[str, int], dict]:
+    """(job key, window) -> timing, from a window log (empty where there is none yet)."""
+    if log is None or not log.exists():
+        return {}
+    with open(log, newline="") as f:
+        return {(r["job"], int(r["window"])): json.loads(r["timing"]) for r in csv.DictReader(f)}
+
+
+def _plain(value):
+    """A numpy scalar as its Python value, for the log's JSON."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def time_in_windows(runner, jobs: list[S.Job], windows: int, log: Path | None = None) -> list[list[dict]]:
     """Per job, its timing in each of ``windows`` windows, one full pass over ``jobs`` per window
     (``runner.measure``, ``S.CHUNK`` jobs at a time: it builds a chunk's buffers before timing them, and
     a whole long list's would not fit in GPU memory); raises on the first job that fails (its correctness
-    check included)."""
-    timings: list[list[dict]] = [[] for _ in jobs]
-    for window in range(windows):
-        for start in range(0, len(jobs), S.CHUNK):
-            for i, (job, result) in enumerate(runner.measure(jobs[start:start + S.CHUNK]), start):
-                if isinstance(result, BaseException):
-                    raise RuntimeError(f"{job}: {result}") from result
-                timings[i].append(result)
-        print(f"window {window + 1}/{windows}: {len(jobs)} shapes", file=sys.stderr, flush=True)
-    return timings
+    check included). With ``log``, each timing is appended there as it is taken, and the (job, window)
+    pairs the log already holds are not timed again (a resumed run finishes the window it stopped in,
+    then goes on)."""
+    keys = [job_key(j) for j in jobs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("jobs: the same job twice")
+    done = read_log(log)
+    new = log is not None and not log.exists()
+    f = open(log, "a", newline="") if log is not None else None      # noqa: SIM115 - closed below
+    try:
+        w = csv.writer(f, lineterminator="\n") if f else None
+        if new:
+            w.writerow(LOG_COLUMNS)
+        for window in range(windows):
+            todo = [j for j, k in zip(jobs, keys, strict=True) if (k, window) not in done]
+            for start in range(0, len(todo), S.CHUNK):
+                for job, result in runner.measure(todo[start:start + S.CHUNK]):
+                    if isinstance(result, BaseException):
+                        raise RuntimeError(f"{job}: {result}") from result
+                    done[(job_key(job), window)] = result
+                    if w:
+                        w.writerow([job_key(job), window, json.dumps(result, default=_plain)])
+                        f.flush()
+            print(f"window {window + 1}/{windows}: {len(todo)} of {len(jobs)} shapes timed"
+                  + (f" ({len(jobs) - len(todo)} from {log.name})" if len(todo) < len(jobs) else ""),
+                  file=sys.stderr, flush=True)
+    finally:
+        if f:
+            f.close()
+    return [[done[(k, window)] for window in range(windows)] for k in keys]
 
 
 def window_latencies_us(jobs: list[S.Job], timings: list[list[dict]]) -> dict:
