@@ -39,6 +39,12 @@ def test_conv_channels_off_sectors():
     (line,) = alignment_penalties(wm.Conv2d(n=8, c=72, h=28, w=28, k=128, r=3, s=3, padding=1), CONV)
     assert "144 B" in line and "x2.00" in line
     assert alignment_penalties(wm.Conv2d(n=8, c=80, h=28, w=28, k=128, r=3, s=3, padding=1), CONV) == []
+    both = dataclasses.replace(CONV, channel_dram_factor=1.21)
+    (line,) = alignment_penalties(wm.Conv2d(n=8, c=72, h=28, w=28, k=128, r=3, s=3, padding=1), both)
+    assert line.endswith("L2 traffic x2.00, DRAM time x1.21")
+    dram_only = dataclasses.replace(both, channel_traffic_factor=1.0)
+    (line,) = alignment_penalties(wm.Conv2d(n=8, c=72, h=28, w=28, k=128, r=3, s=3, padding=1), dram_only)
+    assert line.endswith("(C x 2 B = 144 B): DRAM time x1.21")
 
 
 def test_rows_of_c_off_sectors_only_where_the_factor_is_on():

@@ -770,13 +770,14 @@ def test_own_convs_with_the_shipped_profile_equal_the_model(name, c, hw):
 
 
 @pytest.mark.skipif(not OWN_CONVS, reason="needs our conv kernels in the catalogue")
+@pytest.mark.parametrize("c", [720, 728])        # 728: off 32-byte sectors, a slower DRAM stream
 @pytest.mark.parametrize("name", OWN_CONVS)
-def test_own_convs_where_a_tap_pass_outgrows_the_l2_equal_the_model(name):
+def test_own_convs_where_a_tap_pass_outgrows_the_l2_equal_the_model(name, c):
     # 720 channels over 8 x 112 x 112: with few output channels every running CTA holds its own rows of
     # pixels and one tap pass (264 or 396 x 128 rows x 1440 bytes, 49 or 73 MB) outgrows three quarters
     # of the L2; as k grows the CTAs of one row of tiles share their pixels and the re-reads ramp down
     cfg = own_kernels()[name]
-    conv = wm.Conv2d(n=8, c=720, h=112, w=112, k=64, r=3, s=3, stride=1, padding=1, dtype="fp16")
+    conv = wm.Conv2d(n=8, c=c, h=112, w=112, k=64, r=3, s=3, stride=1, padding=1, dtype="fp16")
     x = np.arange(8, 1200, 8)
     profile, convs = calibration.profile_for(H100, name), dataclasses.replace(conv, k=x)
     terms = latency.config_latency(convs.gemm(), profile.apply(cfg), H100, profile, convs)

@@ -291,6 +291,33 @@ def test_taps_reread_the_input_where_a_tap_pass_outgrows_the_l2():
     assert on_t["dram_s"] - off_t["dram_s"] == pytest.approx(on_t["reread_s"], rel=1e-12)
 
 
+def test_off_sector_channels_slow_a_convs_whole_dram_stream():
+    """channel_dram_factor multiplies a conv's DRAM time (its tap re-reads included) where C x 2 bytes
+    is off 32-byte sectors; on-sector convs, GEMMs and the other streams keep theirs."""
+    from wavemodel.calibration import UNCALIBRATED
+    from wavemodel.latency import _Shared, channel_dram_slowdown, config_latency
+    cfg = wm.KernelConfig(name="cdf", kind="conv", tile_m=128, tile_n=64, tile_k=32, threads=128,
+                          regs_per_thread=168, smem_per_block_bytes=49152, efficiency=0.8,
+                          taps_reread_past_l2=True)
+    slow = dataclasses.replace(cfg, channel_dram_factor=1.25)
+    off = wm.Conv2d(n=8, c=584, h=112, w=112, k=48, r=3, s=3, padding=1)     # 1168-byte rows: off
+    on = dataclasses.replace(off, c=576)                                      # 1152 bytes: on
+    assert channel_dram_slowdown(slow, off, "fp16") == 1.25 and channel_dram_slowdown(slow, on, "fp16") == 1
+    assert channel_dram_slowdown(cfg, off, "fp16") == 1.0
+    assert channel_dram_slowdown(slow, wm.Gemm(m=64, n=64, k=72), "fp16") == 1.0
+    both = dataclasses.replace(off, c=np.array([576, 584]))
+    np.testing.assert_array_equal(channel_dram_slowdown(slow, both, "fp16"), [1.0, 1.25])
+    for shape, factor in ((off, 1.25), (on, 1.0)):
+        g = shape.gemm()
+        base, t = (config_latency(g, c, H100, UNCALIBRATED, shape, _Shared(g, shape)) for c in (cfg, slow))
+        assert base["reread_s"] > 0           # a pass past the L2: the re-reads slow down too
+        assert t["dram_s"] == pytest.approx(factor * base["dram_s"], rel=1e-12)
+        assert t["reread_s"] == pytest.approx(factor * base["reread_s"], rel=1e-12)
+        assert (t["l2_s"], t["compute_s"]) == (base["l2_s"], base["compute_s"])
+    with pytest.raises(ValueError, match="channel_dram_factor"):
+        dataclasses.replace(cfg, channel_dram_factor=0.9)
+
+
 def brute_panel_rows(m, n, tile_m, tile_n):
     """Mean over every tile of the rows of its A (B) panel inside the problem, counted tile by tile."""
     rows_m = [min(tile_m, m - i) for i in range(0, m, tile_m)]

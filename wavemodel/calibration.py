@@ -26,7 +26,7 @@ FITTED_FIELDS = ("efficiency", "tile_overhead_s", "kernel_fixed_s", "single_bloc
                  "cta_dispatch_s", "straggler_s", "write_bandwidth_efficiency", "unhidden_fraction",
                  "scalar_store_factor",
                  "scalar_load_bytes_per_s", "scalar_write_bytes_per_s", "channel_traffic_factor",
-                 "line_aligned_rows_factor", "off_sector_write_factor",
+                 "channel_dram_factor", "line_aligned_rows_factor", "off_sector_write_factor",
                  "l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s")
 # Uncalibrated L2 -> SM bandwidths in bytes per SM clock: one SM's L1 takes in up to 64 bytes per
 # clock; the L2 serves 5120 bytes per clock to A100's 108 SMs (NVIDIA A100 whitepaper), ~48 per SM.

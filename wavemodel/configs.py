@@ -68,6 +68,7 @@ class KernelConfig:
     last_tile_full: bool = False       # the busiest SM's last tile stores a full interior tile, not the mean
     epilogue_drains_c: bool = False    # C's DRAM writes happen in the epilogue, after the main loop
     channel_traffic_factor: float = 1.0  # conv: L2 -> SM traffic multiplier where C is off 32-byte sectors
+    channel_dram_factor: float = 1.0   # conv: DRAM-stream time multiplier where C is off 32-byte sectors
     padding_loads_free: bool = False   # conv: taps in the padding are zero-filled, not loaded (A panel)
     taps_reread_past_l2: bool = False  # conv: taps read the input again from DRAM where a tap pass of
     #                                    the running CTAs' pixels outgrows the L2 (latency.tap_reread_bytes)
@@ -105,6 +106,8 @@ class KernelConfig:
             raise ValueError(f"off_sector_write_factor: must be >= 1, got {self.off_sector_write_factor!r}")
         if self.channel_traffic_factor < 1:
             raise ValueError(f"channel_traffic_factor: must be >= 1, got {self.channel_traffic_factor!r}")
+        if self.channel_dram_factor < 1:
+            raise ValueError(f"channel_dram_factor: must be >= 1, got {self.channel_dram_factor!r}")
         for name in ("l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s", "scalar_load_bytes_per_s",
                      "scalar_write_bytes_per_s"):
             if getattr(self, name) < 0:

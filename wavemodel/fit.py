@@ -29,7 +29,8 @@ BOUNDS = {   # physical ranges: a fit that leaves them is a model error, not a r
     "single_block_speedup": (1.0, 8.0), "tail_block_speedup": (1.0, 8.0), "store_bytes_per_s": (1e9, 1e13),
     "k_iter_latency_s": (1e-10, 2e-6), "cta_dispatch_s": (1e-12, 1e-7), "straggler_s": (1e-10, 2e-6),
     "write_bandwidth_efficiency": (0.1, 1.0), "unhidden_fraction": (1e-3, 1.0),
-    "channel_traffic_factor": (1.0, 3.0), "line_aligned_rows_factor": (1.0, 2.0),
+    "channel_traffic_factor": (1.0, 3.0), "channel_dram_factor": (1.0, 3.0),
+    "line_aligned_rows_factor": (1.0, 2.0),
     "off_sector_write_factor": (1.0, 3.0),
     "scalar_store_factor": (1.0, 8.0),
     "scalar_load_bytes_per_s": (1e9, 1e13), "scalar_write_bytes_per_s": (1e10, 1e14),
@@ -101,6 +102,7 @@ def fit_profile(groups: Sequence[Group], gpu: GPUSpec, backend, *, families: Seq
                 "k_iter_latency_s": 5e-8, "cta_dispatch_s": 2e-9, "straggler_s": 1e-7,
                 "write_bandwidth_efficiency": 0.6,
                 "unhidden_fraction": 0.1, "scalar_store_factor": 1.5, "channel_traffic_factor": 1.5,
+                "channel_dram_factor": 1.1,
                 "line_aligned_rows_factor": 1.05, "off_sector_write_factor": 1.0,
                 "scalar_load_bytes_per_s": 200e9, "scalar_write_bytes_per_s": 2e12,
                 "l2_bandwidth_bytes_per_s": start.l2_bandwidth_bytes_per_s,     # a family's own

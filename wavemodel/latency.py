@@ -36,7 +36,9 @@ For one kernel configuration the time of a call is
   == 8), C's bytes cost that many times their write time (``off_sector_write_s``). Where a conv
   kernel walks its K loop tap by tap (``taps_reread_past_l2``: our tc_f16_conv), a tap pass of the
   running CTAs' pixels that outgrows the L2 loses the next taps' reuse, and the input comes back
-  from DRAM about once per tap (``tap_reread_bytes``).
+  from DRAM about once per tap (``tap_reread_bytes``). A convolution whose channel rows start off
+  32-byte sectors, gathered 16 bytes at a time, streams the same DRAM bytes more slowly (twice the L2
+  requests for them): ``channel_dram_factor`` times the DRAM time (``channel_dram_slowdown``).
 - ``t_l2`` is the traffic into the SMs: every tile streams its A and B panels (``(tile_m + tile_n) x
   K`` elements) out of L2, all tiles through the L2's bandwidth (panels a cluster shares are read
   once and multicast), and the busiest SM's tiles through what one SM can ingest; so small tiles,
@@ -204,6 +206,24 @@ def panel_traffic_factor(cfg: KernelConfig, shape: Gemm | Conv2d, dtype: str):
     if cfg.channel_traffic_factor == 1 or not isinstance(shape, Conv2d):
         return 1.0
     return np.where(channels_off_sectors(shape, dtype), cfg.channel_traffic_factor, 1.0)
+
+
+def channel_dram_slowdown(cfg: KernelConfig, shape: Gemm | Conv2d, dtype: str):
+    """How many times longer a convolution's DRAM stream takes than its bytes at the kernel's rate (1 but
+    where noted; arrays broadcast).
+
+    Where its input-channel rows start off 32-byte sectors (``channels_off_sectors``) a kernel that
+    gathers them 16 bytes at a time (tc_f16_conv) sends the L2 twice the requests for the same bytes,
+    and the DRAM stream slows although it moves no more bytes: ``channel_dram_factor`` times its time.
+    Nsight Compute on conv_f16_128x64 on the H100 (validation/data/h100-sxm/ncu_conv_off_sector/):
+    C = 200 beside C = 192 and 208 (1x1, 64 x 56 x 56, K = 32) reads the same DRAM bytes with 2.1x
+    the L2 requests, at 57 % of the DRAM peak against 72 and 67 %; C = 72 beside 64 and 80, 36 %
+    against 65 and 66 %. The factor is fitted per kernel (2-fold CV on the calibration rows lowers the
+    held-out folds' count past 8 % from 194 and 187 rows to 177 and 166).
+    """
+    if cfg.channel_dram_factor == 1 or not isinstance(shape, Conv2d):
+        return 1.0
+    return np.where(channels_off_sectors(shape, dtype), cfg.channel_dram_factor, 1.0)
 
 
 def channels_off_sectors(shape: Conv2d, dtype: str):
@@ -603,10 +623,13 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     if cfg.store_bytes_per_s:   # each of its tiles stores its valid part of C after its main loop
         epilogue = epilogue_bytes(sh, cfg, busiest, tiles, tm, tn) / cfg.store_bytes_per_s
     dram = sh.dram_s(cfg, gpu)
+    slower = channel_dram_slowdown(cfg, sh.shape, g.dtype)   # off-sector channel rows: a slower stream
+    if np.ndim(slower) or slower != 1:
+        dram = dram * slower
     reread = 0.0
     if cfg.taps_reread_past_l2:     # the input again from DRAM where a tap pass outgrows the L2
         concurrent = np.minimum(tiles_m, np.ceil(np.minimum(tiles, ws.wave_size) / tiles_n)) * tm
-        reread = tap_reread_bytes(sh.shape, np.minimum(concurrent, g.m), gpu.l2_bytes) / (
+        reread = tap_reread_bytes(sh.shape, np.minimum(concurrent, g.m), gpu.l2_bytes) * slower / (
             gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)
         dram = dram + reread
     written = 0.0

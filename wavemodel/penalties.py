@@ -45,10 +45,12 @@ def alignment_penalties(shape, cfg: KernelConfig) -> list[str]:
         rows, dim = ("output pixels", "K") if isinstance(shape, Conv2d) else ("rows of C", "N")
         out.append(f"{rows} start off {SECTOR_BYTES}-byte sectors ({dim} x {out_b} B = {n * out_b} B): "
                    f"the output's DRAM writes x{cfg.off_sector_write_factor:.2f}")
-    if (isinstance(shape, Conv2d) and cfg.channel_traffic_factor >= MATERIAL_FACTOR
-            and bool(channels_off_sectors(shape, g.dtype))):
+    charged = [f"{what} x{f:.2f}" for what, f in (("L2 traffic", cfg.channel_traffic_factor),
+                                                    ("DRAM time", cfg.channel_dram_factor))
+               if f >= MATERIAL_FACTOR]
+    if isinstance(shape, Conv2d) and charged and bool(channels_off_sectors(shape, g.dtype)):
         out.append(f"input channels start off {SECTOR_BYTES}-byte sectors (C x {in_b} B = "
-                   f"{int(shape.c) * in_b} B): L2 traffic x{cfg.channel_traffic_factor:.2f}")
+                   f"{int(shape.c) * in_b} B): {', '.join(charged)}")
     if cfg.only_misaligned:
         out.append("operand rows are not 16-byte aligned: the library runs its fallback kernel for them")
     return out

@@ -35,7 +35,8 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
                  epilogue_drains_c, whose epilogue has them; + batch * m * n * out_bytes /
                  scalar_write_rate where n % (16 / out_bytes) != 0: element-wise C writes; + batch * m
                  * n * out_bytes * (off_sector_write_factor - 1) / write_rate where n * out_bytes % 32
-                 != 0: partial-sector C writes)
+                 != 0: partial-sector C writes; a conv's whole DRAM time channel_dram_factor times
+                 where C is off 32-byte sectors)
     F         = kernel_fixed + extra kernels (split-K reduce, memsets)    # affine in d, but memsets
                 + Min(tiles, wave_size) * cta_dispatch                      # and the first wave's dispatch
                 + straggler * H(Min(tail_tiles, sm_count))                  # the last wave's slowest SM
@@ -108,6 +109,7 @@ from .latency import (
     TAP_REUSE_L2_SHARES,
     _Shared,
     candidate_configs,
+    channel_dram_slowdown,
     config_latency,
     panel_bytes_per_k_tile,
     panel_traffic_factor,
@@ -272,7 +274,8 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
         per_pass = concurrent * float(tap_pass_bytes_per_row(shape))
         lo, hi = (share * gpu.l2_bytes for share in TAP_REUSE_L2_SHARES)
         miss = sp.Min(1, sp.Max(0, (per_pass - lo) / (hi - lo)))
-        per_miss = float(tap_reread_bytes(shape, np.inf, gpu.l2_bytes)) / (
+        per_miss = float(tap_reread_bytes(shape, np.inf, gpu.l2_bytes)) * float(
+            channel_dram_slowdown(cfg, shape, g.dtype)) / (
             gpu.dram_bandwidth_bytes_per_s * cfg.bandwidth_efficiency)      # every tap's reuse missed
         dram = dram + miss * sp.Float(per_miss)
     if cfg.scalar_write_bytes_per_s:  # C's element-wise writes where n is off 16 bytes, beside the reads
