@@ -5,7 +5,9 @@
 #   PYTHONPATH=. OUT=dir bash validation/ncu_conv_off_sector.sh [shapes file]
 # The shapes file holds space-separated n,c,h,w,k,r,s,stride,padding (default: the committed
 # validation/data/h100-sxm/ncu_conv_off_sector/shapes.txt). Writes timed.csv, timed_env.json and the
-# window log, the ncu CSVs, smi.txt and smi_serial.txt (the board's serial) under OUT.
+# window log, the ncu CSVs, smi.txt and smi_serial.txt (the board's serial) under OUT. Shapes that are
+# committed rows of conv_own.csv keep their committed timing: only Nsight Compute reads them. GROUP
+# names the timed rows' group (default off_sector_pairs).
 set -e
 SHAPES="${1:-validation/data/h100-sxm/ncu_conv_off_sector/shapes.txt}"
 nvidia-smi --query-gpu=name,serial,clocks.sm,clocks.mem,temperature.gpu --format=csv > "$OUT/smi_serial.txt"
@@ -13,14 +15,16 @@ SHAPES="$SHAPES" python3 - <<'PY'
 import os
 from pathlib import Path
 
-from validation.remeasure import held_out, time_and_write
+from validation.remeasure import committed_own_shapes, held_out, time_and_write
 from wavemodel.hardware import calibration_sweep as S
 from wavemodel.hardware.kernels import KERNELS
 
 shapes = [tuple(map(int, s.split(","))) for s in Path(os.environ["SHAPES"]).read_text().split()]
 kernels = [name for name, k in KERNELS.items() if k.kind == "conv"]
-jobs = held_out([S.Job("conv", "own", k, "fp16", sh, "off_sector_pairs") for sh in shapes for k in kernels],
-                Path("validation/data/h100-sxm"))
+data = Path("validation/data/h100-sxm")
+committed = committed_own_shapes(data)     # already timed: Nsight Compute only
+jobs = held_out([S.Job("conv", "own", k, "fp16", sh, os.environ.get("GROUP", "off_sector_pairs"))
+                 for sh in shapes for k in kernels if (k, *sh) not in committed], data)
 time_and_write(Path(os.environ["OUT"]), jobs, 3, {"conv": "timed.csv"}, "probe", "timed_env.json",
                {"shapes": os.environ["SHAPES"]})
 PY
