@@ -15,7 +15,8 @@
 //   smem      = STAGES * (BM + BN) * BK * 2 bytes, dynamic (A stage BM x 32, filter stage BN x 32, both
 //             with 64-byte rows and the swz_k32 chunk swizzle of tc_common.cuh)
 //   raster    row-major: blockIdx.x = tile column (output channels), blockIdx.y = tile row (pixels);
-//             one CTA per output tile, non-persistent, no split-K.
+//             one CTA per output tile, non-persistent, no split-K. -DRASTER_M swaps the two (a probe's
+//             variant, not a registered configuration: validation/raster_probe.py).
 // A 16-byte chunk of A is 8 consecutive input channels of one (r, s) tap, so C must be a multiple of
 // 8; K must be a multiple of 8 (as in tc_f16_gemm). Each thread keeps the (r, s, c) tap of its chunk
 // and advances it by BK per K tile (no division in the loop); its rows' input offsets are precomputed
@@ -89,8 +90,13 @@ tc_f16_conv(const unsigned short* __restrict__ X, const unsigned short* __restri
     const int wn = warp % WN;
     const int M = N * P * Q;
     const int KG = R * S * C;                  // GEMM K
+#ifdef RASTER_M     // a probe's variant (validation/raster_probe.py): consecutive CTAs walk the pixel tiles
+    const int block_m = blockIdx.x * BM;
+    const int block_n = blockIdx.y * BN;
+#else
     const int block_m = blockIdx.y * BM;
     const int block_n = blockIdx.x * BN;
+#endif
 
     // ---- per-thread gather state: rows row0 + i*ROW_STEP of A, chunk `chunk` of each K tile ----
     const int row0 = tid / (BK / 8);
