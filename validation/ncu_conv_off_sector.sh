@@ -15,12 +15,12 @@ SHAPES="$SHAPES" python3 - <<'PY'
 import os
 from pathlib import Path
 
+from validation.extra_calibration import own_conv_kernels
 from validation.remeasure import committed_own_shapes, held_out, time_and_write
 from wavemodel.hardware import calibration_sweep as S
-from wavemodel.hardware.kernels import KERNELS
 
 shapes = [tuple(map(int, s.split(","))) for s in Path(os.environ["SHAPES"]).read_text().split()]
-kernels = [name for name, k in KERNELS.items() if k.kind == "conv"]
+kernels = own_conv_kernels()
 data = Path("validation/data/h100-sxm")
 committed = committed_own_shapes(data)     # already timed: Nsight Compute only
 jobs = held_out([S.Job("conv", "own", k, "fp16", sh, os.environ.get("GROUP", "off_sector_pairs"))

@@ -22,6 +22,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from validation.extra_calibration import own_conv_kernels  # noqa: E402
 from wavemodel.hardware import calibration_sweep as S  # noqa: E402
 from wavemodel.hardware import kernels as K  # noqa: E402
 
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     text = args.shapes.read_text() if args.shapes else SHAPES
     shapes = [tuple(int(v) for v in s.split(",")) for s in text.split()]
-    names = [n for n, k in K.KERNELS.items() if k.kind == "conv"]
+    names = own_conv_kernels()
     for name in names:                 # registered in this process only, so the harness can build them
         K.KERNELS[name + SUFFIX] = variant(name)
     from validation.remeasure import time_and_write

@@ -25,6 +25,7 @@ any machine, ``--combine`` writes ``DIR/<name>``: the dataset's header and rows,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import random
@@ -145,8 +146,7 @@ def time_in_windows(runner, jobs: list[S.Job], windows: int, log: Path | None = 
         raise ValueError("jobs: the same job twice")
     done = read_log(log)
     new = log is not None and not log.exists()
-    f = open(log, "a", newline="") if log is not None else None      # noqa: SIM115 - closed below
-    try:
+    with open(log, "a", newline="") if log is not None else contextlib.nullcontext() as f:
         w = csv.writer(f, lineterminator="\n") if f else None
         if new:
             w.writerow(LOG_COLUMNS)
@@ -163,9 +163,6 @@ def time_in_windows(runner, jobs: list[S.Job], windows: int, log: Path | None = 
             print(f"window {window + 1}/{windows}: {len(todo)} of {len(jobs)} shapes timed"
                   + (f" ({len(jobs) - len(todo)} from {log.name})" if len(todo) < len(jobs) else ""),
                   file=sys.stderr, flush=True)
-    finally:
-        if f:
-            f.close()
     return [[done[(k, window)] for window in range(windows)] for k in keys]
 
 

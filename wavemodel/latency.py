@@ -203,9 +203,7 @@ def panel_traffic_factor(cfg: KernelConfig, shape: Gemm | Conv2d, dtype: str):
     matches their L2 requests instead: the L2's busy time follows requests (7.6-9.7 ns per thousand
     where reads hit), and off-sector rows make 2.05x the requests per row slice of aligned ones.
     """
-    if cfg.channel_traffic_factor == 1 or not isinstance(shape, Conv2d):
-        return 1.0
-    return np.where(channels_off_sectors(shape, dtype), cfg.channel_traffic_factor, 1.0)
+    return _where_channels_off_sectors(cfg.channel_traffic_factor, shape, dtype)
 
 
 def channel_dram_slowdown(cfg: KernelConfig, shape: Gemm | Conv2d, dtype: str):
@@ -221,9 +219,14 @@ def channel_dram_slowdown(cfg: KernelConfig, shape: Gemm | Conv2d, dtype: str):
     against 65 and 66 %. The factor is fitted per kernel (2-fold CV on the calibration rows lowers the
     held-out folds' count past 8 % from 194 and 187 rows to 177 and 166).
     """
-    if cfg.channel_dram_factor == 1 or not isinstance(shape, Conv2d):
+    return _where_channels_off_sectors(cfg.channel_dram_factor, shape, dtype)
+
+
+def _where_channels_off_sectors(factor: float, shape: Gemm | Conv2d, dtype: str):
+    """``factor`` where a convolution's channel rows start off 32-byte sectors, else 1 (a GEMM: 1)."""
+    if factor == 1 or not isinstance(shape, Conv2d):
         return 1.0
-    return np.where(channels_off_sectors(shape, dtype), cfg.channel_dram_factor, 1.0)
+    return np.where(channels_off_sectors(shape, dtype), factor, 1.0)
 
 
 def channels_off_sectors(shape: Conv2d, dtype: str):

@@ -14,9 +14,8 @@ CSVs in DIR with ``wavemodel.fit.fit_profile``, one fit per backend group of the
   cta_dispatch_s, straggler_s, store_bytes_per_s (started at 20e9), unhidden_fraction (started at 0.5), and
   scalar_store_factor, scalar_write_bytes_per_s and scalar_load_bytes_per_s (kernels that take rows
   of C, A or B that are not 16-byte aligned), channel_traffic_factor and channel_dram_factor
-  (convolutions) or
-  line_aligned_rows_factor (SIMT kernels); fitted from
-  every pair of OWN_L2_STARTS x OWN_SM_STARTS, keeping the lowest cost;
+  (convolutions) or line_aligned_rows_factor (SIMT kernels); fitted from every pair of
+  OWN_L2_STARTS x OWN_SM_STARTS, keeping the lowest cost;
 - ``cublas`` / ``cudnn``: the families of the library's catalogue for the dtypes in the data; free:
   the group's launch_overhead_s, l2_bandwidth_bytes_per_s, sm_bandwidth_bytes_per_s and per family
   efficiency, tile_overhead_s, kernel_fixed_s, bandwidth_efficiency, k_iter_latency_s,
@@ -156,8 +155,8 @@ def own_free(families) -> dict[str, tuple[str, ...]]:
     ``scalar_write_bytes_per_s`` only for kernels that take rows of C that are not 16-byte aligned
     (the others never store element-wise), ``scalar_load_bytes_per_s`` only for those that take such
     rows of A or B, ``channel_traffic_factor`` and ``channel_dram_factor`` only for convolutions,
-    ``line_aligned_rows_factor``
-    only for the SIMT kernels (their warps load 32 bytes of each of 16 rows of A at once)."""
+    ``line_aligned_rows_factor`` only for the SIMT kernels (their warps load 32 bytes of each of 16
+    rows of A at once)."""
     own = {c.family or name: c for name, c in own_kernels().items()}
     out = {}
     for fam in families:
