@@ -96,9 +96,9 @@ def test_the_model_then_shipped_on_each_board_as_the_readme_says(tmp_path):
 def test_the_profile_shipped_now_on_each_board_and_placement_as_the_readmes_say(tmp_path):
     BM.main([str(t) for t in TIMINGS] + ["--out", str(tmp_path)])
     readme = {  # folder: (every row, evaluation set), conv p90 % (boards/README.md, placements/README.md)
-        DATA: (7.57, 7.51), DATA / "session3_own": (7.64, 7.63),
-        DATA / "boards" / BOARDS[0]: (7.50, 7.39), DATA / "boards" / BOARDS[1]: (7.74, 7.51),
-        DATA / "boards" / BOARDS[2]: (7.63, 7.50), tmp_path: (7.49, 7.48), PLACEMENTS: (7.45, 7.46),
+        DATA: (7.53, 7.79), DATA / "session3_own": (7.63, 7.79),
+        DATA / "boards" / BOARDS[0]: (7.35, 7.49), DATA / "boards" / BOARDS[1]: (7.43, 7.63),
+        DATA / "boards" / BOARDS[2]: (7.52, 7.65), tmp_path: (7.46, 7.69), PLACEMENTS: (7.52, 7.76),
     }
     for folder, (every, held_out) in readme.items():
         assert _p90(folder, "all", profile=PROFILE_NOW) == pytest.approx(every, abs=0.005), folder
@@ -149,9 +149,10 @@ def test_the_model_on_the_placements_as_the_readme_says(tmp_path):
     profile = tmp_path / "refit.json"
     assert wm_cli(["calibrate", "--data", str(conv), "--backend", "own", "--out", str(profile)]) == 0
     refit = read_profile(profile, "h100-sxm")
-    # today's model (7.96 % and 8.55 % before channel_dram_factor, as the README says)
-    assert _p90(conv, "all", profile=refit) == pytest.approx(7.67, abs=0.005)
-    assert _p90(conv, "evaluation", profile=refit) == pytest.approx(8.20, abs=0.005)
+    # today's model, 1x1 and larger filters fitted apart on these 435 calibration rows alone (7.67 % and
+    # 8.20 % with one family per kernel, 7.96 % and 8.55 % before channel_dram_factor, as the README says)
+    assert _p90(conv, "all", profile=refit) == pytest.approx(8.00, abs=0.005)
+    assert _p90(conv, "evaluation", profile=refit) == pytest.approx(9.52, abs=0.005)
 
 
 def test_the_model_misses_are_not_the_placement_sensitive_rows():

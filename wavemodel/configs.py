@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from importlib import resources
 
 from .gpus import GPUSpec
@@ -82,6 +82,8 @@ class KernelConfig:
     extra_kernels: int = 0             # kernels launched beside the main one every call (e.g. a memset)
     kind: str = "gemm"                 # "gemm" or "conv" (implicit GEMM)
     family: str = ""                   # calibration group: configurations of a family share parameters
+    pointwise_family: str = ""         # conv: the family whose parameters its 1x1-filter calls take (their
+    #                                    A panel is the input read row by row, no tap walk; "": ``family``)
     source: str = ""
 
     def __post_init__(self):
@@ -135,6 +137,9 @@ class KernelConfig:
             raise ValueError(f"tail_block_speedup: must be 0 or >= 1, got {self.tail_block_speedup!r}")
         if self.single_block_speedup < 1:
             raise ValueError(f"single_block_speedup: must be >= 1, got {self.single_block_speedup!r}")
+        if self.pointwise_family and self.kind != "conv":
+            raise ValueError(f"pointwise_family: only a conv kernel (kind = 'conv') has one, got kind "
+                             f"{self.kind!r}")
         bad = [d for d in self.dtypes if d not in DTYPES]
         if bad:
             raise ValueError(f"dtypes: {bad} not in {', '.join(DTYPES)}")
@@ -184,6 +189,18 @@ def load_catalogue(file: str) -> tuple[KernelConfig, ...]:
 def catalogue_files() -> list[str]:
     root = resources.files("wavemodel").joinpath("data/configs")
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def for_filter(cfg: KernelConfig, pointwise: bool, families=None) -> KernelConfig:
+    """``cfg`` as it runs a convolution with a 1x1 filter (``pointwise``) or a larger one: where it has a
+    ``pointwise_family``, a 1x1 call takes that family's calibrated parameters, since our implicit-GEMM
+    conv reads a 1x1 filter's A panel as rows of the input itself and walks an R x S filter tap by tap,
+    and the two load paths reach different rates (``wavemodel calibrate`` fits them apart). Given the
+    profile's ``families``, a profile without the pointwise family (one fitted before the split) keeps
+    ``cfg``'s own family for every filter."""
+    if pointwise and cfg.pointwise_family and (families is None or cfg.pointwise_family in families):
+        return replace(cfg, family=cfg.pointwise_family)
+    return cfg
 
 
 def own_kernels() -> dict[str, KernelConfig]:

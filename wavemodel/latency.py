@@ -102,7 +102,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import calibration
-from .configs import KernelConfig, library_configs, own_kernels
+from .configs import KernelConfig, for_filter, library_configs, own_kernels
 from .gpus import GPUSpec
 from .gpus import gpu as lookup_gpu
 from .power import power_floor_s
@@ -752,8 +752,40 @@ def predict_latency(shape, gpu_spec: GPUSpec | str = "h100-sxm", backend=None, *
 
 
 def _predict_call(shape, g: Gemm, gpu: GPUSpec, backend, name: str, profile) -> Prediction:
-    """One call on its own (``predict_latency`` without the power floor), its arguments resolved."""
-    configs = tuple(profile.apply(c) for c in candidate_configs(backend, gpu, g.dtype))
+    """One call on its own (``predict_latency`` without the power floor), its arguments resolved.
+
+    A conv kernel with a ``pointwise_family`` runs its 1x1-filter shapes with that family's parameters
+    (``configs.for_filter``): shapes of both kinds are predicted apart and merged."""
+    raw = candidate_configs(backend, gpu, g.dtype)
+    if not (isinstance(shape, Conv2d) and any(c.pointwise_family for c in raw)):
+        return _predict_configs(shape, g, gpu, raw, name, profile)
+
+    def as_run(pointwise: bool):
+        return tuple(for_filter(c, pointwise, profile.families) for c in raw)
+
+    out_shape = np.broadcast_shapes(*(np.shape(getattr(shape, f)) for f in _dims(shape)))
+    pointwise = np.broadcast_to(pointwise_filter(shape), out_shape).ravel()
+    if pointwise.all() or not pointwise.any():
+        return _predict_configs(shape, g, gpu, as_run(bool(pointwise.any())), name, profile)
+    parts = []
+    for kind in (True, False):
+        idx = np.flatnonzero(pointwise == kind)
+        sub = replace(shape, **{f: np.broadcast_to(getattr(shape, f), out_shape).ravel()[idx]
+                                for f in _dims(shape)})
+        parts.append((idx, _predict_configs(sub, sub.gemm(), gpu, as_run(kind), name, profile)))
+    return _merge(out_shape, parts)
+
+
+def pointwise_filter(shape: Gemm | Conv2d):
+    """True where a convolution's filter is 1x1 (any stride or padding); False for a GEMM."""
+    if not isinstance(shape, Conv2d):
+        return False
+    return (np.asarray(shape.r) == 1) & (np.asarray(shape.s) == 1)
+
+
+def _predict_configs(shape, g: Gemm, gpu: GPUSpec, raw, name: str, profile) -> Prediction:
+    """``_predict_call`` for the configurations ``raw``, before the profile is applied."""
+    configs = tuple(profile.apply(c) for c in raw)
     for cfg in configs:
         cfg.occupancy(gpu)                    # raises ValueError if the configuration cannot fit
     if len(configs) > 1 and any(_restricted(c) for c in configs):

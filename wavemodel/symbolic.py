@@ -99,7 +99,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from . import calibration
-from .configs import KernelConfig
+from .configs import KernelConfig, for_filter
 from .gpus import GPUSpec
 from .gpus import gpu as lookup_gpu
 from .latency import (
@@ -113,6 +113,7 @@ from .latency import (
     config_latency,
     panel_bytes_per_k_tile,
     panel_traffic_factor,
+    pointwise_filter,
     select,
     tap_pass_bytes_per_row,
     tap_reread_bytes,
@@ -154,13 +155,17 @@ def _gemm(shape: Gemm | Conv2d) -> Gemm:
     return shape.gemm() if isinstance(shape, Conv2d) else shape
 
 
-def resolve(cfg: KernelConfig, gpu: GPUSpec | str, profile: calibration.Profile | None = None):
-    """``(cfg, gpu, profile)``, the profile applied to ``cfg`` as ``predict_latency`` applies it."""
+def resolve(cfg: KernelConfig, gpu: GPUSpec | str, profile: calibration.Profile | None = None,
+            shape: Gemm | Conv2d | None = None):
+    """``(cfg, gpu, profile)``, the profile applied to ``cfg`` as ``predict_latency`` applies it to
+    ``shape`` (a 1x1 conv takes a conv kernel's ``pointwise_family``, ``configs.for_filter``)."""
     gpu = lookup_gpu(gpu)
     if not isinstance(cfg, KernelConfig):
         raise ValueError(f"cfg: expected a wm.KernelConfig, got {type(cfg).__name__}")
     if profile is None:
         profile = calibration.profile_for(gpu, cfg.name)
+    if shape is not None:
+        cfg = for_filter(cfg, bool(np.all(pointwise_filter(shape))), profile.families)
     cfg = profile.apply(cfg)
     cfg.occupancy(gpu)   # ValueError if it cannot fit on an SM
     return cfg, gpu, profile
@@ -328,7 +333,7 @@ def latency_terms(shape, cfg: KernelConfig, gpu: GPUSpec | str, free: str = "n",
     expression equals ``predict_latency(shape, gpu, backend=cfg)``.
     """
     shape = problem(shape, free)
-    cfg, gpu, profile = resolve(cfg, gpu, profile)
+    cfg, gpu, profile = resolve(cfg, gpu, profile, shape)
     return _terms(shape, cfg, gpu, free, profile)
 
 
@@ -431,7 +436,7 @@ def step_positions(shape, cfg: KernelConfig, gpu: GPUSpec | str, free: str, lo: 
     Only the tile boundaries in the range are evaluated, each in closed form, never every ``d``.
     """
     shape, (lo, hi) = problem(shape, free), _check_range(lo, hi)
-    cfg, gpu, profile = resolve(cfg, gpu, profile)
+    cfg, gpu, profile = resolve(cfg, gpu, profile, shape)
     return _step_positions(shape, cfg, gpu, free, lo, hi, profile)
 
 
@@ -455,7 +460,8 @@ def staircase_steps(shape, gpu: GPUSpec | str, free: str, lo: int, hi: int, back
     backend = backend or ("cudnn" if isinstance(shape, Conv2d) else "cublas")
     configs = candidate_configs(backend, gpu, shape.dtype)     # ValueError for an unknown backend
     profile = calibration.profile_for(gpu, backend)
-    configs = tuple(profile.apply(c) for c in configs)
+    configs = tuple(profile.apply(for_filter(c, bool(np.all(pointwise_filter(shape))), profile.families))
+                    for c in configs)
     cands = sorted(set().union(*(_step_positions(shape, c, gpu, free, lo, hi, profile) for c in configs)))
     if len(configs) == 1 or not cands:
         return cands

@@ -43,13 +43,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .. import __version__, calibration, fit
 from .. import datasets as D
 from .. import validate as V
-from ..configs import library_configs, own_kernels
+from ..configs import for_filter, library_configs, own_kernels
 from ..gpus import GPUSpec
 from ..gpus import gpu as lookup_gpu
-from ..latency import predict_latency
+from ..latency import pointwise_filter, predict_latency
 from ..shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES
 from . import _calibrate_power as calibrate_power
 from . import add_json_argument, print_json, table
@@ -138,7 +140,7 @@ def catalogue_families(group: str, rows, gpu: GPUSpec) -> tuple[list[str], list[
         unknown = sorted({r.kernel for r in rows} - set(own))
         if unknown:
             raise ValueError(f"kernel: {', '.join(unknown)} not in our catalogue; known: {', '.join(own)}")
-        return sorted({own[r.kernel].family or r.kernel for r in rows}), []
+        return sorted({_family_of_config(group, r.kernel, gpu, r.dtype, _pointwise(r)) for r in rows}), []
     families, unnamed = set(), set()
     for dtype in sorted({r.dtype for r in rows}):
         try:
@@ -158,6 +160,7 @@ def own_free(families) -> dict[str, tuple[str, ...]]:
     ``line_aligned_rows_factor`` only for the SIMT kernels (their warps load 32 bytes of each of 16
     rows of A at once)."""
     own = {c.family or name: c for name, c in own_kernels().items()}
+    own |= {c.pointwise_family: c for c in own_kernels().values() if c.pointwise_family}
     out = {}
     for fam in families:
         cfg = own[fam]
@@ -208,6 +211,8 @@ def fit_group(group: str, rows, gpu: GPUSpec, iterations: int = DEFAULT_ITERATIO
     groups, skipped = predictable(D.group_rows(rows), gpu)
     if not groups:
         raise ValueError(f"--backend {group}: the model predicts none of its rows ({'; '.join(skipped)})")
+    if group == "own":      # a conv kernel's 1x1 and larger filters are fitted as two families
+        groups = [part for members, g in groups for part in _split_by_filter(members, g)]
     kept = [r for members, _ in groups for r in members]
     families, unnamed = catalogue_families(group, kept, gpu)
     free_family = own_free(families) if group == "own" else library_free(group, families, gpu)
@@ -233,12 +238,32 @@ def fit_group(group: str, rows, gpu: GPUSpec, iterations: int = DEFAULT_ITERATIO
                                  free_family=free_family, iterations=iterations, priors=priors)
     seconds = time.perf_counter() - t0
     ev = V.evaluate(kept, gpu, {group: result.profile})
-    used = {_family_of_config(group, c, gpu, r.dtype) for c, r in zip(ev.config, ev.rows, strict=True)}
+    used = {_family_of_config(group, c, gpu, r.dtype, _pointwise(r))
+            for c, r in zip(ev.config, ev.rows, strict=True)}
     idle = tuple(f for f in families if f not in used)
     log(f"  {group}: {result.iterations} iterations in {seconds:.1f} s, calibration median |error| "
         f"{100 * result.median_abs_error:.2f} %")
     return BackendFit(group, result, tuple(kept), tuple(families), idle, tuple(unnamed), tuple(skipped),
                       seconds, priors)
+
+
+def _pointwise(r: D.Row) -> bool:
+    """Whether row ``r`` is a convolution with a 1x1 filter."""
+    return r.kind == "conv" and r.dims["r"] == 1 and r.dims["s"] == 1
+
+
+def _split_by_filter(members, g: fit.Group) -> list:
+    """A group of our kernel's rows as one ``(rows, fit.Group)`` per filter kind where its configuration
+    fits 1x1 filters apart (``pointwise_family``), else the group as it is."""
+    if not own_kernels()[g.backend].pointwise_family:
+        return [(members, g)]
+    parts = []
+    for kind in (True, False):
+        mine = tuple(r for r in members if _pointwise(r) == kind)
+        if mine:
+            parts.append((mine, fit.Group(D.shape_of(mine), np.array([r.latency_us for r in mine]) * 1e-6,
+                                          g.backend)))
+    return parts
 
 
 def fit_own(groups, gpu: GPUSpec, families, initial: dict, free_family: dict,
@@ -249,7 +274,8 @@ def fit_own(groups, gpu: GPUSpec, families, initial: dict, free_family: dict,
     bw = gpu.dram_bandwidth_bytes_per_s
     merged, params, iters, cost = {}, {}, 0, 0.0
     for fam in families:
-        mine = [g for g in groups if _family_of_config("own", g.backend, gpu, "") == fam]
+        mine = [g for g in groups if _family_of_config(
+            "own", g.backend, gpu, "", bool(np.all(pointwise_filter(g.shape)))) == fam]
         fits = [fit.fit_profile(mine, gpu, None, families=[fam], free_gpu=(), free_family=free_family,
                                 iterations=iterations, priors=priors,
                                 initial=initial | {f"{fam}.l2_bandwidth_bytes_per_s": f * bw,
@@ -263,9 +289,10 @@ def fit_own(groups, gpu: GPUSpec, families, initial: dict, free_family: dict,
     return fit.FitResult(profile, fit.relative_errors(groups, gpu, None, profile), iters, params, cost)
 
 
-def _family_of_config(group: str, name: str, gpu: GPUSpec, dtype: str) -> str:
+def _family_of_config(group: str, name: str, gpu: GPUSpec, dtype: str, pointwise: bool = False) -> str:
+    """The calibration family of configuration ``name`` (of a 1x1 conv where ``pointwise``)."""
     if group == "own":
-        return own_kernels()[name].family or name
+        return for_filter(own_kernels()[name], pointwise).family or name
     for c in library_configs(group, gpu, dtype):
         if c.name == name:
             return c.family
@@ -280,7 +307,8 @@ def calibration_errors(bf: BackendFit, gpu: GPUSpec) -> list[V.FamilyStats]:
 def fit_error_by_family(bf: BackendFit, gpu: GPUSpec) -> dict[str, dict]:
     """Calibration error per fitted family (our kernel's name; a library's configuration family)."""
     ev = V.evaluate(bf.rows, gpu, {bf.group: bf.result.profile})
-    fams = [_family_of_config(bf.group, c, gpu, r.dtype) for c, r in zip(ev.config, ev.rows, strict=True)]
+    fams = [_family_of_config(bf.group, c, gpu, r.dtype, _pointwise(r))
+            for c, r in zip(ev.config, ev.rows, strict=True)]
     out = {}
     for s in V.family_stats(fams, ev.relative_error):
         out[s.family or "(no family)"] = {"n": s.n, "median_pct": s.median_pct, "p90_pct": s.p90_pct}

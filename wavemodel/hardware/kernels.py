@@ -103,6 +103,9 @@ class OwnKernel:
             smooth_overlap=self.kind == "conv",
             # its output's writes draw on the L2 bandwidth beside the panel reads
             l2_counts_writes=self.kind == "conv",
+            # a 1x1 filter's A panel is the input read row by row, no tap walk: its calls are fitted
+            # as a family of their own (configs.for_filter)
+            pointwise_family=f"{self.name}_1x1" if self.kind == "conv" else "",
             # a call ends with an interior tile's epilogue (GEMMs and convs); the one-block-per-SM
             # tensor-core GEMMs store C from registers after the main loop with no other block resident to run
             # meanwhile, so C's DRAM writes are not hidden: see own.toml
