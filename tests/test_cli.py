@@ -98,6 +98,20 @@ def test_predict_table(capsys):
     assert code == 0 and "implicit GEMM" in out and "m=1568" in out   # 8 * 14 * 14 output pixels
 
 
+def test_predict_names_the_family_a_1x1_conv_takes(capsys):
+    # our conv kernels fit their 1x1 filters as a family of their own; the table says which one ran
+    for filt, family in (("1,1", "conv_f16_128x64_1x1"), ("3,3", None)):
+        code, out, _ = run(["predict", "--conv", f"8,64,28,28,128,{filt}", "--backend", "conv_f16_128x64"],
+                           capsys)
+        rows = dict(line.split(None, 1) for line in out.splitlines())
+        assert code == 0 and rows["config"].startswith("conv_f16_128x64: tile 128x64x32")
+        assert rows["config"].endswith(f"parameters of family {family} (1x1 filter)") if family else (
+            "family" not in rows["config"])
+        code, out, _ = run(["predict", "--conv", f"8,64,28,28,128,{filt}", "--backend", "conv_f16_128x64",
+                            "--json"], capsys)
+        assert json.loads(out)["config"]["family"] == (family or "conv_f16_128x64")
+
+
 # ---------------------------------------------------------------------------------------------------
 # gpus
 

@@ -87,7 +87,9 @@ def run(args) -> int:
         ["backend", f"{backend_name(backend if backend is not None else p.backend)}"
                     f"{'' if p.calibrated else ' (uncalibrated defaults)'}"],
         ["config", f"{cfg.name}: tile {cfg.tile}, cluster {cfg.cluster_m}x{cfg.cluster_n}, "
-                   f"split-K {cfg.split_k}, {cfg.threads} threads, {cfg.math}"],
+                   f"split-K {cfg.split_k}, {cfg.threads} threads, {cfg.math}"
+                   + (f"; parameters of family {cfg.family} (1x1 filter)"
+                      if cfg.pointwise_family and cfg.family == cfg.pointwise_family else "")],
         ["latency", f"{p.latency_s * 1e6:.2f} us" + (" (sustained run)" if args.sustained else "")],
         ["achieved", f"{p.achieved_flops_per_s / 1e12:.1f} TFLOP/s"],
         ["bound", p.bound],
