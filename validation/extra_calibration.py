@@ -19,7 +19,8 @@ Usage (on a GPU):
         "random_extra", kernel names from the profiler) one row at a time, skipping rows already there
         (a rerun resumes), and DIR/conv_cudnn_extra_env.json;
     PYTHONPATH=. python validation/extra_calibration.py --backend own --out DIR [--count 800]
-        writes DIR/conv_own_extra.csv (set "calibration", group "random_extra") and
+            [--seed S] [--set evaluation]
+        writes DIR/conv_own_extra.csv (set "calibration" or the one given, group "random_extra") and
         DIR/conv_own_extra_env.json (every window's latency) once every window has finished; every
         timing goes to DIR/conv_own_extra_windows.csv as it is taken, and a rerun times only what that
         log lacks (remeasure.time_and_write).
@@ -95,14 +96,15 @@ def new_own_jobs(count: int, data_dir: Path, seed: int = OWN_SEED) -> list[S.Job
     return [S.Job("conv", "own", kernel, "fp16", shape, GROUP) for shape in shapes for kernel in kernels]
 
 
-def measure_own(out: Path, count: int, data_dir: Path) -> None:
+def measure_own(out: Path, count: int, data_dir: Path, seed: int = OWN_SEED, set_name: str = "calibration"
+                ) -> None:
     from validation.remeasure import held_out, time_and_write
 
-    jobs = held_out(new_own_jobs(count, data_dir), data_dir)
+    jobs = held_out(new_own_jobs(count, data_dir, seed), data_dir)
     print(f"{len(jobs)} rows ({count} shapes on each conv kernel), {OWN_WINDOWS} windows", file=sys.stderr,
           flush=True)
-    time_and_write(out, jobs, OWN_WINDOWS, {"conv": OWN_FILE}, "calibration", "conv_own_extra_env.json",
-                   {"seed": OWN_SEED, "count": count, "set": "calibration (every row)"})
+    time_and_write(out, jobs, OWN_WINDOWS, {"conv": OWN_FILE}, set_name, "conv_own_extra_env.json",
+                   {"seed": seed, "count": count, "set": f"{set_name} (every row)"})
 
 
 def done_shapes(path: Path) -> set[tuple[int, ...]]:
@@ -119,10 +121,18 @@ def main(argv=None) -> int:
                     help="committed datasets the new shapes must stay out of")
     ap.add_argument("--count", type=int, default=300, help="new shapes (for --backend own: on each kernel)")
     ap.add_argument("--backend", choices=("cudnn", "own"), default="cudnn")
+    ap.add_argument("--seed", type=int, default=None,
+                    help=f"--backend own: the shapes' seed (default {OWN_SEED}, the committed rows')")
+    ap.add_argument("--set", dest="set_name", choices=("calibration", "evaluation"), default="calibration",
+                    help="--backend own: the rows' set (evaluation: a fresh check that no fit reads, "
+                         "written to a folder of its own)")
     args = ap.parse_args(argv)
     if args.backend == "own":
-        measure_own(args.out, args.count, args.data)
+        measure_own(args.out, args.count, args.data, OWN_SEED if args.seed is None else args.seed,
+                    args.set_name)
         return 0
+    if args.seed is not None or args.set_name != "calibration":
+        ap.error("--seed and --set are for --backend own")
     out = args.out / FILE
     jobs = new_jobs(args.count, args.data)
     done = done_shapes(out)
