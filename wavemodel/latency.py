@@ -770,10 +770,15 @@ def _predict_call(shape, g: Gemm, gpu: GPUSpec, backend, name: str, profile) -> 
     parts = []
     for kind in (True, False):
         idx = np.flatnonzero(pointwise == kind)
-        sub = replace(shape, **{f: np.broadcast_to(getattr(shape, f), out_shape).ravel()[idx]
-                                for f in _dims(shape)})
+        sub = _take(shape, out_shape, idx)
         parts.append((idx, _predict_configs(sub, sub.gemm(), gpu, as_run(kind), name, profile)))
     return _merge(out_shape, parts)
+
+
+def _take(shape: Gemm | Conv2d, out_shape: tuple, idx: np.ndarray) -> Gemm | Conv2d:
+    """The shapes at flat indices ``idx`` of ``shape`` broadcast to ``out_shape``, as one flat shape."""
+    return replace(shape, **{f: np.broadcast_to(getattr(shape, f), out_shape).ravel()[idx]
+                             for f in _dims(shape)})
 
 
 def pointwise_filter(shape: Gemm | Conv2d):
@@ -836,9 +841,7 @@ def _partition(shape, g: Gemm, configs):
         if out_shape == ():
             return [(None, shape, eligible)]
         idx = np.flatnonzero(code == value)
-        sub = replace(shape, **{f: np.broadcast_to(getattr(shape, f), out_shape).ravel()[idx]
-                                for f in _dims(shape)})
-        parts.append((idx, sub, eligible))
+        parts.append((idx, _take(shape, out_shape, idx), eligible))
     return parts
 
 

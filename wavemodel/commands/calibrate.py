@@ -257,11 +257,12 @@ def _split_by_filter(members, g: fit.Group) -> list:
     fits 1x1 filters apart (``pointwise_family``), else the group as it is."""
     if not own_kernels()[g.backend].pointwise_family:
         return [(members, g)]
+    pointwise = np.array([_pointwise(r) for r in members])
     parts = []
     for kind in (True, False):
-        mine = tuple(r for r in members if _pointwise(r) == kind)
+        mine = tuple(r for r, p in zip(members, pointwise, strict=True) if p == kind)
         if mine:
-            parts.append((mine, fit.Group(D.shape_of(mine), np.array([r.latency_us for r in mine]) * 1e-6,
+            parts.append((mine, fit.Group(D.shape_of(mine), np.asarray(g.measured_s)[pointwise == kind],
                                           g.backend)))
     return parts
 
