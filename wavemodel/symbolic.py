@@ -164,11 +164,15 @@ def resolve(cfg: KernelConfig, gpu: GPUSpec | str, profile: calibration.Profile 
         raise ValueError(f"cfg: expected a wm.KernelConfig, got {type(cfg).__name__}")
     if profile is None:
         profile = calibration.profile_for(gpu, cfg.name)
-    if shape is not None:
-        cfg = for_filter(cfg, bool(np.all(pointwise_filter(shape))), profile.families)
-    cfg = profile.apply(cfg)
+    cfg = profile.apply(_for_shape(cfg, shape, profile) if shape is not None else cfg)
     cfg.occupancy(gpu)   # ValueError if it cannot fit on an SM
     return cfg, gpu, profile
+
+
+def _for_shape(cfg: KernelConfig, shape: Gemm | Conv2d, profile: calibration.Profile) -> KernelConfig:
+    """``cfg`` with the calibration family ``predict_latency`` gives it for ``shape`` (one filter kind:
+    a closed form has one shape), before the profile is applied."""
+    return for_filter(cfg, bool(np.all(pointwise_filter(shape))), profile.families)
 
 
 def _affine_line(values, x, d: sp.Symbol, what: str) -> sp.Expr:
@@ -460,8 +464,7 @@ def staircase_steps(shape, gpu: GPUSpec | str, free: str, lo: int, hi: int, back
     backend = backend or ("cudnn" if isinstance(shape, Conv2d) else "cublas")
     configs = candidate_configs(backend, gpu, shape.dtype)     # ValueError for an unknown backend
     profile = calibration.profile_for(gpu, backend)
-    configs = tuple(profile.apply(for_filter(c, bool(np.all(pointwise_filter(shape))), profile.families))
-                    for c in configs)
+    configs = tuple(profile.apply(_for_shape(c, shape, profile)) for c in configs)
     cands = sorted(set().union(*(_step_positions(shape, c, gpu, free, lo, hi, profile) for c in configs)))
     if len(configs) == 1 or not cands:
         return cands
