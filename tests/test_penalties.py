@@ -36,12 +36,18 @@ def test_element_wise_loads_and_stores_name_their_operand():
 
 
 def test_conv_channels_off_sectors():
+    # 3x3, C = 72: the input's pairs are off a sector half the time (1.5 sectors each), one pair per
+    # filter-row boundary spans two rows and the last is one chunk: (39 x 1.5 + 2 + 1) / 40.5 = 1.519
+    # sectors per useful sector, x2.04 at a factor of 2 for 1.5; the filter's (40 x 1.5 + 1) / 40.5
     (line,) = alignment_penalties(wm.Conv2d(n=8, c=72, h=28, w=28, k=128, r=3, s=3, padding=1), CONV)
-    assert "144 B" in line and "x2.00" in line
+    assert "144 B" in line and "L2 traffic x2.04 (input rows), x2.01 (filter rows)" in line
     assert alignment_penalties(wm.Conv2d(n=8, c=80, h=28, w=28, k=128, r=3, s=3, padding=1), CONV) == []
     both = dataclasses.replace(CONV, channel_dram_factor=1.21)
     (line,) = alignment_penalties(wm.Conv2d(n=8, c=72, h=28, w=28, k=128, r=3, s=3, padding=1), both)
-    assert line.endswith("L2 traffic x2.00, DRAM time x1.21")
+    assert line.endswith("L2 traffic x2.04 (input rows), x2.01 (filter rows), DRAM time x1.21")
+    # stride 2 over even images: every 1x1 tap reads even pixels, on sectors; only the filter pays
+    (line,) = alignment_penalties(wm.Conv2d(n=8, c=200, h=28, w=28, k=128, r=1, s=1, stride=2), CONV)
+    assert "L2 traffic x1.08 (input rows), x2.04 (filter rows)" in line
     dram_only = dataclasses.replace(both, channel_traffic_factor=1.0)
     (line,) = alignment_penalties(wm.Conv2d(n=8, c=72, h=28, w=28, k=128, r=3, s=3, padding=1), dram_only)
     assert line.endswith("(C x 2 B = 144 B): DRAM time x1.21")

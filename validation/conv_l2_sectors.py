@@ -13,7 +13,10 @@ row's K slice. It is pure numpy; run on the CPU::
 which prints Nsight Compute's L2 read sectors and requests (the last of three launches of each shape)
 over those counts, the read requests per row slice (one row's K slice of one load: four threads), and
 the L2's busy time (``lts__throughput`` percent times the duration) per thousand requests and per
-thousand sectors, reads and writes together.
+thousand sectors, reads and writes together. With ``--ratios [FOLDER]`` (default ncu_conv_parity/) it
+prints instead Nsight Compute's L2 read sectors per sector of useful bytes beside the replay's and the
+model's (``wavemodel.latency.channel_sector_ratios``) sector ratios of the A and filter loads, both together
+(weighted by their useful bytes) and apart.
 """
 
 from __future__ import annotations
@@ -122,7 +125,49 @@ def ncu_table(folder: Path) -> list[dict]:
     return out
 
 
+def sector_ratios(dims, tile_n: int) -> tuple[float, float]:
+    """Sectors per sector of useful bytes of the call's A and filter loads, by the thread-pair rule:
+    what ``wavemodel.latency.channel_sector_ratios`` counts in closed form (without the padding)."""
+    pairs = read_counts(dims, tile_n, group=2, unit=32)
+    chunks = read_counts(dims, tile_n, group=1, unit=16)
+    return pairs[0] / (chunks[0] / 2), pairs[1] / (chunks[1] / 2)
+
+
+def ratio_table(folder: Path) -> list[dict]:
+    """Per shape of ``shapes_{64,128}.txt``: Nsight Compute's L2 read sectors per sector of useful bytes,
+    the replay's and the model's sector ratios (A, filter) and the L2 read requests per row slice."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from wavemodel.latency import channel_sector_ratios
+    from wavemodel.shapes import Conv2d
+
+    out = []
+    for tile_n in (64, 128):
+        shapes = (folder / f"shapes_{tile_n}.txt").read_text().split()
+        for spec, met in zip(shapes, ncu_last_launches(folder / f"conv_f16_128x{tile_n}.csv", len(shapes)),
+                             strict=True):
+            dims = tuple(int(v) for v in spec.split(","))
+            chunks = np.array(read_counts(dims, tile_n, group=1, unit=16), dtype=float)
+            model = channel_sector_ratios(Conv2d(*dims, dtype="fp16"), "fp16")
+            replay = sector_ratios(dims, tile_n)
+            both = lambda ratios, w=chunks: float(w @ np.array(ratios) / w.sum())  # noqa: E731
+            out.append(dict(kernel=f"conv_f16_128x{tile_n}", spec=spec, channels=channel_class(dims[1]),
+                            ncu_per_useful=met["lts__t_sectors_srcunit_tex_op_read.sum"] / (chunks.sum() / 2),
+                            replay=replay, model=model, replay_both=both(replay), model_both=both(model),
+                            requests_per_row_slice=met["lts__t_requests_srcunit_tex_op_read.sum"] / sum(
+                                read_counts(dims, tile_n, group=4, unit=WHOLE))))
+    return out
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--ratios"]:
+        folder = Path(argv[1]) if len(argv) > 1 else Path("validation/data/h100-sxm/ncu_conv_parity")
+        print("kernel            shape (n,c,h,w,k,r,s,stride,pad)   channels  ncu  replay  model   "
+              "replay A, B    model A, B    requests/row-slice")
+        for t in ratio_table(folder):
+            print(f"{t['kernel']:17s} {t['spec']:34s} {t['channels']:9s} {t['ncu_per_useful']:.3f} "
+                  f"{t['replay_both']:.3f}  {t['model_both']:.3f}   {t['replay'][0]:.3f} {t['replay'][1]:.3f}"
+                  f"   {t['model'][0]:.3f} {t['model'][1]:.3f}   {t['requests_per_row_slice']:18.2f}")
+        return 0
     folder = Path(argv[0]) if argv else Path("validation/data/h100-sxm/ncu_conv_misses")
     print("kernel            shape (n,c,h,w,k,r,s,stride,pad)   channels  sectors/pair-rule  "
           "requests/row-lines  requests/row-slice  L2 hit  busy ns/k requests  busy ns/k sectors")

@@ -44,10 +44,13 @@ For one kernel configuration the time of a call is
   once and multicast), and the busiest SM's tiles through what one SM can ingest; so small tiles,
   few busy SMs and convolutions' re-read activations pay here.
   A kernel may reach its own L2 and per-SM bandwidths (our kernels: fitted per kernel), and a
-  convolution whose channel rows start off 32-byte sectors moves ``channel_traffic_factor`` times
-  its panels (``panel_traffic_factor``). Where a conv kernel zero-fills the taps that fall in the
-  padding instead of loading them (``padding_loads_free``: our tc_f16_conv passes cp.async a source
-  size of 0 there), its A panel moves only the share of rows inside the input
+  convolution whose channel rows start off 32-byte sectors moves more than its panels' bytes: each
+  panel by the sectors its thread pairs touch per sector of bytes (``channel_sector_ratios``: 1.5 where
+  the pixels start on and off sectors by turns, from 1 to 2 where a strided conv's taps fix the
+  pixels' parity), scaled so that 1.5 costs ``channel_traffic_factor`` (``panel_traffic_factors``).
+  Where a conv kernel zero-fills the taps that fall in the padding instead of loading them
+  (``padding_loads_free``: our tc_f16_conv passes cp.async a source size of 0 there), its A panel
+  moves only the share of rows inside the input
   (``valid_tap_fraction``: 0.82 for a 3x3 pad-1 filter over 7x7 images, 0.98 over 112x112).
   Where it zero-fills the rows of an edge tile that lie past M (A) or N (B) the same way
   (``edge_loads_free``: tc_f16_conv's row masks), a tile's panels move only its valid rows, on average
@@ -191,19 +194,83 @@ SECTOR_BYTES = 32     # the unit the L2 moves to and from the SMs
 LINE_BYTES = 128      # an L1 / L2 cache line: four sectors
 
 
-def panel_traffic_factor(cfg: KernelConfig, shape: Gemm | Conv2d, dtype: str):
-    """How many times its panels' bytes a tile's K tiles move out of L2 (1 but where noted; arrays broadcast).
+def panel_traffic_factors(cfg: KernelConfig, shape: Gemm | Conv2d, dtype: str):
+    """How many times their bytes a tile's A and B panels move out of L2: ``(A, B)``, each 1 but where
+    noted (arrays broadcast).
 
     A convolution whose input-channel rows start off 32-byte sectors (``C * in_bytes % 32 != 0``, e.g.
-    fp16 ``C % 16 == 8``) has every activation and filter row piece of a K tile touch one sector more:
-    ``channel_traffic_factor`` times the traffic (ncu on conv_f16_128x64 on the H100: 1.5-1.9x the L2
-    sectors, validation/data/h100-sxm/ncu_conv_sectors.txt). Counted per pair of threads of a load
-    instruction, as the L2 counters follow them, such rows read 1.51-1.64x the sectors of their bytes
-    (validation/conv_l2_sectors.py, ncu_conv_misses/). The fitted factor, about 2, is larger, and
-    matches their L2 requests instead: the L2's busy time follows requests (7.6-9.7 ns per thousand
-    where reads hit), and off-sector rows make 2.05x the requests per row slice of aligned ones.
+    fp16 ``C % 16 == 8``) has its panels' row pieces touch more sectors than their bytes fill. The L2
+    counters follow the sectors each pair of neighbouring threads of a load instruction touches
+    (validation/conv_l2_sectors.py: on all 28 shapes of ncu_conv_misses/, stride 2 and small C
+    included); ``channel_sector_ratios`` counts them per sector of useful bytes, 1.5 for such rows
+    where each pixel's start is on or off a sector by turns. The fitted ``channel_traffic_factor`` is
+    the factor at that ratio: the L2's busy time follows requests (7.6-9.7 ns per thousand where reads
+    hit), and off-sector rows make 2.05x the requests per row slice of aligned ones, so a panel at ratio
+    ``r`` moves ``1 + (channel_traffic_factor - 1) * (r - 1) / 0.5`` times its bytes. A strided conv
+    whose taps each land on pixels of one parity moves some taps all on sectors (a 1x1 stride-2 conv:
+    every one, ratio 1) and others all off them (ratio 2); small C adds the pieces that a filter row's
+    end or the GEMM's last K chunk cuts off (3x3, C = 8: 1.67).
     """
-    return _where_channels_off_sectors(cfg.channel_traffic_factor, shape, dtype)
+    if cfg.channel_traffic_factor == 1 or not isinstance(shape, Conv2d):
+        return 1.0, 1.0
+    slope = (cfg.channel_traffic_factor - 1) / (OFF_SECTOR_RATIO - 1)
+    return tuple(1 + slope * (ratio - 1) for ratio in channel_sector_ratios(shape, dtype))
+
+
+OFF_SECTOR_RATIO = 1.5    # sectors per useful sector where a row's start is on and off a sector by turns
+
+
+def channel_sector_ratios(shape: Conv2d, dtype: str):
+    """32-byte sectors per sector of useful bytes that a convolution's A panel (the gathered input) and B
+    panel (the KRSC filter) move, as tc_f16_conv loads them: 16-byte chunks along the GEMM's K (r, s, c),
+    counted over each pair of neighbouring threads (two chunks, 32 bytes of K). Arrays broadcast.
+
+    Per tap (r, s) of the filter a pixel's ``C`` channels are contiguous, and so are the taps of one
+    filter row (neighbouring pixels); a pair is one sector where it starts on a sector and two where it
+    starts 16 bytes in, or spans two filter rows; a last pair with one chunk is one sector. Where
+    ``C * in_bytes % 32 == 16`` the pairs starting in tap ``t`` start off a sector where the pixel's
+    parity plus ``t`` is odd: half the time where the output pixels run over both parities (an odd
+    stride), always or never for each tap where an even stride fixes the parity within an image
+    (``(r - pad) * W + s - pad``; where ``H * W`` is odd the odd images, ``N // 2`` of ``N``, flip
+    it). Filter rows start ``R S C in_bytes``
+    bytes apart: off a sector every other row where that is 16 modulo 32. Taps in the padding and rows
+    past the problem are counted as if loaded (they are a small share; validation/conv_l2_sectors.py
+    replays them exactly: within 0.034 of this count on every committed conv shape). Channels not a
+    multiple of a chunk: 1.5 where they start off sectors, else 1 (no chunked gather to count).
+    """
+    i64 = np.int64
+    c, r, s, stride, pad, h, w, n = np.broadcast_arrays(*(np.asarray(x, dtype=i64) for x in (
+        shape.c, shape.r, shape.s, shape.stride, shape.padding, shape.h, shape.w, shape.n)))
+    in_b = DTYPE_IN_BYTES[dtype]
+    chunk = 16 // in_b                          # elements per 16-byte chunk
+    pair = 2 * chunk                            # elements per thread pair: one sector when aligned
+    kg = r * s * c
+    alternating = c * in_b % SECTOR_BYTES == 16
+    even = stride % 2 == 0                      # each tap's pixels of one parity within an image
+    odd_images = np.where(h * w % 2 == 1, (n // 2) / n, 0.0)   # share of images that flip it
+    sectors = np.zeros(c.shape)
+    for ri in range(int(r.max(initial=1))):
+        for si in range(int(s.max(initial=1))):
+            t = ri * s + si
+            start, end = t * c, (t + 1) * c
+            pairs = -(-end // pair) - -(-start // pair)       # pairs whose first chunk is in tap t
+            leaves = end % pair != 0                          # its last pair runs into the next tap
+            last = t == r * s - 1
+            half = leaves & last                              # ... past K: one chunk, one sector
+            cross = leaves & (si == s - 1) & ~last            # ... into the next filter row: two sectors
+            parity = ((ri - pad) * w + si - pad + t) % 2
+            off = np.where(even, parity + odd_images - 2 * parity * odd_images, 0.5)
+            per_pair = 1.0 + np.where(alternating, off, 0.0)
+            tap = (pairs - half - cross) * per_pair + 2.0 * cross + half
+            sectors = sectors + np.where((ri < r) & (si < s), tap, 0.0)
+    useful = kg / pair
+    rows_b = (kg // pair) * np.where(kg * in_b % SECTOR_BYTES == 16, OFF_SECTOR_RATIO, 1.0) + (kg % pair != 0)
+    chunked = c * in_b % 16 == 0
+    loose = np.where(channels_off_sectors(shape, dtype), OFF_SECTOR_RATIO, 1.0)
+    ratio_a, ratio_b = (np.where(chunked, x / useful, loose) for x in (sectors, rows_b))
+    if ratio_a.ndim == 0:
+        return float(ratio_a), float(ratio_b)
+    return ratio_a, ratio_b
 
 
 def channel_dram_slowdown(cfg: KernelConfig, shape: Gemm | Conv2d, dtype: str):
@@ -644,21 +711,25 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     scalar_write = scalar_write_s(sh, cfg) if cfg.scalar_write_bytes_per_s else 0.0
     if cfg.off_sector_write_factor != 1:   # C's rows off 32-byte sectors: partial-sector writes
         scalar_write = scalar_write + off_sector_write_s(sh, cfg, gpu)
-    factor = panel_traffic_factor(cfg, sh.shape, g.dtype)
+    factor_a, factor_b = panel_traffic_factors(cfg, sh.shape, g.dtype)
     l2_bw, sm_bw = profile.l2_bandwidth(gpu, cfg), profile.sm_bandwidth(gpu, cfg)
     loaded_m, loaded_n = valid_panel_rows(cfg, g, tiles_m, tiles_n, tm)   # rows of A and B that move
     if cfg.padding_loads_free:  # a conv's taps in the padding are zero-filled: those rows move no bytes
         loaded_m = loaded_m * sh.memo("taps", lambda: valid_tap_fraction(sh.shape))
-    if cfg.tile_m_granule and np.ndim(factor) == 0:   # affine in the problem-sized tm: two passes each
+    plain = np.ndim(factor_a) == 0 and np.ndim(factor_b) == 0
+    if plain and factor_a == 1 and factor_b == 1:
+        from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, loaded_m, loaded_n)
+        per_l2, per_sm = from_l2 / l2_bw, into_sm / sm_bw
+    elif cfg.tile_m_granule and plain:   # affine in the problem-sized tm: two passes each
         row_l2, row_sm = panel_bytes_per_k_tile(cfg, g.dtype, 1, 0)
         rest_l2, rest_sm = panel_bytes_per_k_tile(cfg, g.dtype, 0, loaded_n)
-        per_l2 = loaded_m * (row_l2 * factor / l2_bw) + rest_l2 * factor / l2_bw      # seconds per K tile
-        per_sm = loaded_m * (row_sm * factor / sm_bw) + rest_sm * factor / sm_bw
-    else:
-        from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, loaded_m, loaded_n)
-        if np.ndim(factor) or factor != 1:
-            from_l2, into_sm = from_l2 * factor, into_sm * factor
-        per_l2, per_sm = from_l2 / l2_bw, into_sm / sm_bw
+        per_l2 = loaded_m * (row_l2 * factor_a / l2_bw) + rest_l2 * factor_b / l2_bw   # seconds per K tile
+        per_sm = loaded_m * (row_sm * factor_a / sm_bw) + rest_sm * factor_b / sm_bw
+    else:                       # each panel its own traffic factor (a conv's input and filter rows)
+        a_l2, a_sm = panel_bytes_per_k_tile(cfg, g.dtype, loaded_m, 0)
+        b_l2, b_sm = panel_bytes_per_k_tile(cfg, g.dtype, 0, loaded_n)
+        per_l2 = (a_l2 * factor_a + b_l2 * factor_b) / l2_bw
+        per_sm = (a_sm * factor_a + b_sm * factor_b) / sm_bw
     l2 = tiles * k_iters * per_l2
     if cfg.l2_counts_writes:    # C's writes pass through the L2 with the panel reads (module docstring)
         l2 = l2 + written_bytes(sh, cfg) / l2_bw

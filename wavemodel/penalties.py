@@ -13,7 +13,14 @@ from __future__ import annotations
 import numpy as np
 
 from .configs import KernelConfig
-from .latency import LINE_BYTES, SECTOR_BYTES, channels_off_sectors, line_aligned_rows, rows_off_sectors
+from .latency import (
+    LINE_BYTES,
+    SECTOR_BYTES,
+    channels_off_sectors,
+    line_aligned_rows,
+    panel_traffic_factors,
+    rows_off_sectors,
+)
 from .shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES, Conv2d, as_shape
 
 MATERIAL_FACTOR = 1.005     # a fitted slowdown factor below this (printed as x1.00) is not named
@@ -45,9 +52,14 @@ def alignment_penalties(shape, cfg: KernelConfig) -> list[str]:
         rows, dim = ("output pixels", "K") if isinstance(shape, Conv2d) else ("rows of C", "N")
         out.append(f"{rows} start off {SECTOR_BYTES}-byte sectors ({dim} x {out_b} B = {n * out_b} B): "
                    f"the output's DRAM writes x{cfg.off_sector_write_factor:.2f}")
-    charged = [f"{what} x{f:.2f}" for what, f in (("L2 traffic", cfg.channel_traffic_factor),
-                                                    ("DRAM time", cfg.channel_dram_factor))
-               if f >= MATERIAL_FACTOR]
+    charged = []
+    if isinstance(shape, Conv2d):   # the L2 factors of this call's input and filter rows (their sectors)
+        factors = (float(f) for f in panel_traffic_factors(cfg, shape, g.dtype))
+        l2 = [f"x{f:.2f} ({what} rows)" for what, f in zip(("input", "filter"), factors, strict=True)
+              if f >= MATERIAL_FACTOR]
+        charged += [f"L2 traffic {', '.join(l2)}"] if l2 else []
+        if cfg.channel_dram_factor >= MATERIAL_FACTOR:
+            charged.append(f"DRAM time x{cfg.channel_dram_factor:.2f}")
     if isinstance(shape, Conv2d) and charged and bool(channels_off_sectors(shape, g.dtype)):
         out.append(f"input channels start off {SECTOR_BYTES}-byte sectors (C x {in_b} B = "
                    f"{int(shape.c) * in_b} B): {', '.join(charged)}")

@@ -29,7 +29,7 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
                 (a conv kernel that zero-fills padding taps: A's rows times the share of taps inside;
                  one that zero-fills edge rows: m / tiles_m rows of A, n / tiles_n of B, continuous)
     I         = busiest * panel_bytes * f * k_iters / sm_bandwidth        # (bandwidths: the kernel's own
-                (f: a conv's channel_traffic_factor where C is off 32-byte sectors, else 1)   # or the GPU's)
+                (f: per panel, a conv's panel_traffic_factors; else 1)       # or the GPU's)
     D         = dram_bytes / (dram_bandwidth * bandwidth_efficiency)      # affine in d
                 (C's writes at write_bandwidth_efficiency where a profile sets it; none with
                  epilogue_drains_c, whose epilogue has them; + batch * m * n * out_bytes /
@@ -112,7 +112,7 @@ from .latency import (
     channel_dram_slowdown,
     config_latency,
     panel_bytes_per_k_tile,
-    panel_traffic_factor,
+    panel_traffic_factors,
     pointwise_filter,
     select,
     tap_pass_bytes_per_row,
@@ -269,13 +269,16 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
         loaded_m, loaded_n = sp.Min(m / tiles_m, tm), sp.Min(n / tiles_n, cfg.tile_n)   # (continuous)
     if cfg.padding_loads_free:
         loaded_m = loaded_m * float(valid_tap_fraction(shape))
-    from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, loaded_m, loaded_n)
-    factor = float(panel_traffic_factor(cfg, shape, g.dtype))   # a conv's C: not the free dimension
-    l2 = tiles * k_iters * sp.sympify(factor * from_l2 / profile.l2_bandwidth(gpu, cfg)).evalf()
+    # each panel's traffic factor: a conv's C, filter, stride and image, not the free dimension
+    factor_a, factor_b = (float(f) for f in panel_traffic_factors(cfg, shape, g.dtype))
+    a_l2, a_sm = panel_bytes_per_k_tile(cfg, g.dtype, loaded_m, 0)
+    b_l2, b_sm = panel_bytes_per_k_tile(cfg, g.dtype, 0, loaded_n)
+    from_l2, into_sm = factor_a * a_l2 + factor_b * b_l2, factor_a * a_sm + factor_b * b_sm
+    l2 = tiles * k_iters * sp.sympify(from_l2 / profile.l2_bandwidth(gpu, cfg)).evalf()
     if cfg.l2_counts_writes:      # C's writes through the L2 beside the panel reads (continuous in d)
         per_output = written_bytes_per_output(cfg, g.dtype)
         l2 = l2 + g.batch * m * n * sp.Float(per_output / profile.l2_bandwidth(gpu, cfg))
-    ingest = busiest * k_iters * sp.sympify(factor * into_sm / profile.sm_bandwidth(gpu, cfg)).evalf()
+    ingest = busiest * k_iters * sp.sympify(into_sm / profile.sm_bandwidth(gpu, cfg)).evalf()
 
     dram = _affine_line(terms_x["dram_s"] - terms_x["reread_s"], x, d, "DRAM traffic")
     if cfg.taps_reread_past_l2 and isinstance(shape, Conv2d):   # latency.tap_reread_bytes, in the tiles
