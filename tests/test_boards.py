@@ -25,7 +25,10 @@ BOARDS = ("1752524017460", "1752624008250", "1652624078749")
 TIMINGS = (DATA, DATA / "session3_own", *(DATA / "boards" / b for b in BOARDS))
 PLACEMENTS = DATA / "placements"
 # the READMEs of boards/ and placements/ judge the profile shipped when they were written, before the
-# conv refit on conv_own_extra.csv; it is kept beside them so that their figures stay reproducible
+# conv refit on conv_own_extra.csv; it is kept beside them so that their figures stay reproducible. The
+# figures replayed here are today's code's with that profile: since 33bae61 the model counts a conv's
+# off-sector channel sectors per tap, which moves them by up to 0.14 points (the READMEs keep the
+# figures of the code of their time beside them)
 PROFILE_THEN = read_profile(DATA / "boards" / "profile_before_conv_extra.json", "h100-sxm")
 # ... and quote the profile shipped now beside those figures
 PROFILE_NOW = read_profile(ROOT / "wavemodel" / "data" / "profiles" / "h100-sxm.json", "h100-sxm")
@@ -83,9 +86,9 @@ def _p90(folder: Path, set_name: str, family: str = "own_conv_f16", profile=PROF
 def test_the_model_then_shipped_on_each_board_as_the_readme_says(tmp_path):
     BM.main([str(t) for t in TIMINGS] + ["--out", str(tmp_path)])
     readme = {  # folder: (every row, evaluation set), conv p90 %
-        DATA: (8.08, 8.44), DATA / "session3_own": (8.12, 8.36),
-        DATA / "boards" / BOARDS[0]: (7.89, 8.04), DATA / "boards" / BOARDS[1]: (7.99, 8.12),
-        DATA / "boards" / BOARDS[2]: (7.90, 8.31), tmp_path: (7.99, 8.35),
+        DATA: (8.08, 8.44), DATA / "session3_own": (8.13, 8.36),
+        DATA / "boards" / BOARDS[0]: (7.89, 8.03), DATA / "boards" / BOARDS[1]: (8.09, 8.26),
+        DATA / "boards" / BOARDS[2]: (7.90, 8.27), tmp_path: (8.04, 8.24),
     }
     for folder, (every, held_out) in readme.items():
         assert _p90(folder, "all") == pytest.approx(every, abs=0.005), folder
@@ -96,9 +99,9 @@ def test_the_model_then_shipped_on_each_board_as_the_readme_says(tmp_path):
 def test_the_profile_shipped_now_on_each_board_and_placement_as_the_readmes_say(tmp_path):
     BM.main([str(t) for t in TIMINGS] + ["--out", str(tmp_path)])
     readme = {  # folder: (every row, evaluation set), conv p90 % (boards/README.md, placements/README.md)
-        DATA: (7.53, 7.79), DATA / "session3_own": (7.63, 7.79),
-        DATA / "boards" / BOARDS[0]: (7.35, 7.49), DATA / "boards" / BOARDS[1]: (7.43, 7.63),
-        DATA / "boards" / BOARDS[2]: (7.52, 7.65), tmp_path: (7.46, 7.69), PLACEMENTS: (7.52, 7.76),
+        DATA: (7.57, 7.74), DATA / "session3_own": (7.74, 7.78),
+        DATA / "boards" / BOARDS[0]: (7.33, 7.63), DATA / "boards" / BOARDS[1]: (7.38, 7.50),
+        DATA / "boards" / BOARDS[2]: (7.56, 7.81), tmp_path: (7.61, 7.74), PLACEMENTS: (7.32, 7.77),
     }
     for folder, (every, held_out) in readme.items():
         assert _p90(folder, "all", profile=PROFILE_NOW) == pytest.approx(every, abs=0.005), folder
@@ -138,7 +141,7 @@ def test_order_probe_contexts_as_the_readme_says():
 
 
 def test_the_model_on_the_placements_as_the_readme_says(tmp_path):
-    assert _p90(PLACEMENTS, "all") == pytest.approx(8.12, abs=0.005)
+    assert _p90(PLACEMENTS, "all") == pytest.approx(7.98, abs=0.005)
     assert _p90(PLACEMENTS, "evaluation") == pytest.approx(8.62, abs=0.005)
     for family, every, held_out in (("own_simt_f32", 7.18, 7.43), ("own_tc_f16", 7.46, 7.82)):
         assert _p90(PLACEMENTS, "all", family) == pytest.approx(every, abs=0.005)
@@ -149,10 +152,11 @@ def test_the_model_on_the_placements_as_the_readme_says(tmp_path):
     profile = tmp_path / "refit.json"
     assert wm_cli(["calibrate", "--data", str(conv), "--backend", "own", "--out", str(profile)]) == 0
     refit = read_profile(profile, "h100-sxm")
-    # today's model, 1x1 and larger filters fitted apart on these 435 calibration rows alone (7.67 % and
-    # 8.20 % with one family per kernel, 7.96 % and 8.55 % before channel_dram_factor, as the README says)
-    assert _p90(conv, "all", profile=refit) == pytest.approx(8.00, abs=0.005)
-    assert _p90(conv, "evaluation", profile=refit) == pytest.approx(9.52, abs=0.005)
+    # today's model, 1x1 and larger filters fitted apart on these 435 calibration rows alone (8.00 % and
+    # 9.52 % before off-sector channels were counted per tap, 7.67 % and 8.20 % with one family per
+    # kernel, 7.96 % and 8.55 % before channel_dram_factor, as the README says)
+    assert _p90(conv, "all", profile=refit) == pytest.approx(7.97, abs=0.005)
+    assert _p90(conv, "evaluation", profile=refit) == pytest.approx(9.21, abs=0.005)
 
 
 def test_the_model_misses_are_not_the_placement_sensitive_rows():
@@ -165,10 +169,10 @@ def test_the_model_misses_are_not_the_placement_sensitive_rows():
     err = np.abs(ev.relative_error)
     sp = np.array([spread[key(r)] for r in rows])
     miss = err > 0.08
-    assert miss.sum() == 95
-    assert np.median(sp[miss]) == pytest.approx(0.0128, abs=5e-4)
-    assert np.median(sp[~miss]) == pytest.approx(0.0097, abs=5e-4)
-    assert np.corrcoef(err, sp)[0, 1] == pytest.approx(0.10, abs=0.005)
+    assert miss.sum() == 94
+    assert np.median(sp[miss]) == pytest.approx(0.0124, abs=5e-4)
+    assert np.median(sp[~miss]) == pytest.approx(0.0098, abs=5e-4)
+    assert np.corrcoef(err, sp)[0, 1] == pytest.approx(0.09, abs=0.005)
     stair = {r.dims["k"]: m for r, m in zip(rows, ev.measured_s, strict=True)
              if r.kernel == "conv_f16_128x128" and (r.dims["c"], r.dims["h"], r.dims["r"]) == (64, 56, 3)}
     assert stair[248] / stair[240] - 1 == pytest.approx(0.0436, abs=5e-4)  # under the check's 5 %
