@@ -232,45 +232,53 @@ def channel_sector_ratios(shape: Conv2d, dtype: str):
     parity plus ``t`` is odd: half the time where the output pixels run over both parities (an odd
     stride), always or never for each tap where an even stride fixes the parity within an image
     (``(r - pad) * W + s - pad``; where ``H * W`` is odd the odd images, ``N // 2`` of ``N``, flip
-    it). Filter rows start ``R S C in_bytes``
-    bytes apart: off a sector every other row where that is 16 modulo 32. Taps in the padding and rows
-    past the problem are counted as if loaded (they are a small share; validation/conv_l2_sectors.py
-    replays them exactly: within 0.034 of this count on every committed conv shape). Channels not a
-    multiple of a chunk: 1.5 where they start off sectors, else 1 (no chunked gather to count).
+    it). Filter rows start ``R S C in_bytes`` bytes apart: off a sector every other row where that is 16
+    modulo 32. Taps in the padding and rows past the problem are counted as if loaded (they are a small
+    share; validation/conv_l2_sectors.py replays them exactly: within 0.034 of this count on every
+    committed conv shape). Channels not a multiple of a chunk: 1.5 where they start off sectors, else 1
+    (no chunked gather to count).
     """
     i64 = np.int64
-    c, r, s, stride, pad, h, w, n = np.broadcast_arrays(*(np.asarray(x, dtype=i64) for x in (
+    columns = np.broadcast_arrays(*(np.asarray(x, dtype=i64) for x in (
         shape.c, shape.r, shape.s, shape.stride, shape.padding, shape.h, shape.w, shape.n)))
+    out_shape = columns[0].shape
     in_b = DTYPE_IN_BYTES[dtype]
     chunk = 16 // in_b                          # elements per 16-byte chunk
     pair = 2 * chunk                            # elements per thread pair: one sector when aligned
-    kg = r * s * c
-    alternating = c * in_b % SECTOR_BYTES == 16
-    even = stride % 2 == 0                      # each tap's pixels of one parity within an image
-    odd_images = np.where(h * w % 2 == 1, (n // 2) / n, 0.0)   # share of images that flip it
-    sectors = np.zeros(c.shape)
-    for ri in range(int(r.max(initial=1))):
-        for si in range(int(s.max(initial=1))):
-            t = ri * s + si
-            start, end = t * c, (t + 1) * c
-            pairs = -(-end // pair) - -(-start // pair)       # pairs whose first chunk is in tap t
-            leaves = end % pair != 0                          # its last pair runs into the next tap
-            last = t == r * s - 1
-            half = leaves & last                              # ... past K: one chunk, one sector
-            cross = leaves & (si == s - 1) & ~last            # ... into the next filter row: two sectors
-            parity = ((ri - pad) * w + si - pad + t) % 2
-            off = np.where(even, parity + odd_images - 2 * parity * odd_images, 0.5)
-            per_pair = 1.0 + np.where(alternating, off, 0.0)
-            tap = (pairs - half - cross) * per_pair + 2.0 * cross + half
-            sectors = sectors + np.where((ri < r) & (si < s), tap, 0.0)
-    useful = kg / pair
-    rows_b = (kg // pair) * np.where(kg * in_b % SECTOR_BYTES == 16, OFF_SECTOR_RATIO, 1.0) + (kg % pair != 0)
-    chunked = c * in_b % 16 == 0
-    loose = np.where(channels_off_sectors(shape, dtype), OFF_SECTOR_RATIO, 1.0)
-    ratio_a, ratio_b = (np.where(chunked, x / useful, loose) for x in (sectors, rows_b))
-    if ratio_a.ndim == 0:
-        return float(ratio_a), float(ratio_b)
-    return ratio_a, ratio_b
+    c_all = columns[0].ravel()
+    chunked = c_all * in_b % 16 == 0
+    alternating = c_all * in_b % SECTOR_BYTES == 16
+    # chunks of aligned channels fill whole sectors (ratio 1); rows not of whole chunks are not gathered
+    # in chunks: 1.5 where they start off sectors, as one factor
+    ratio_a = np.where(~chunked & (c_all * in_b % SECTOR_BYTES != 0), OFF_SECTOR_RATIO, 1.0)
+    ratio_b = ratio_a.copy()
+    idx = np.flatnonzero(chunked & alternating)
+    if idx.size:
+        c, r, s, stride, pad, h, w, n = (x.ravel()[idx] for x in columns)
+        kg = r * s * c
+        even = stride % 2 == 0                      # each tap's pixels of one parity within an image
+        odd_images = np.where(h * w % 2 == 1, (n // 2) / n, 0.0)   # share of images that flip it
+        sectors = np.zeros(idx.size)
+        for ri in range(int(r.max())):
+            for si in range(int(s.max())):
+                t = ri * s + si
+                start, end = t * c, (t + 1) * c
+                pairs = -(-end // pair) - -(-start // pair)       # pairs whose first chunk is in tap t
+                leaves = end % pair != 0                          # its last pair runs into the next tap
+                last = t == r * s - 1
+                half = leaves & last                              # ... past K: one chunk, one sector
+                cross = leaves & (si == s - 1) & ~last            # ... into the next filter row: two
+                parity = ((ri - pad) * w + si - pad + t) % 2
+                off = np.where(even, parity + odd_images - 2 * parity * odd_images, 0.5)
+                tap = (pairs - half - cross) * (1.0 + off) + 2.0 * cross + half
+                sectors = sectors + np.where((ri < r) & (si < s), tap, 0.0)
+        useful = kg / pair
+        ratio_a[idx] = sectors / useful
+        filter_pairs = (kg // pair) * np.where(kg * in_b % SECTOR_BYTES == 16, OFF_SECTOR_RATIO, 1.0)
+        ratio_b[idx] = (filter_pairs + (kg % pair != 0)) / useful
+    if not out_shape:
+        return float(ratio_a[0]), float(ratio_b[0])
+    return ratio_a.reshape(out_shape), ratio_b.reshape(out_shape)
 
 
 def channel_dram_slowdown(cfg: KernelConfig, shape: Gemm | Conv2d, dtype: str):
@@ -717,14 +725,14 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     if cfg.padding_loads_free:  # a conv's taps in the padding are zero-filled: those rows move no bytes
         loaded_m = loaded_m * sh.memo("taps", lambda: valid_tap_fraction(sh.shape))
     plain = np.ndim(factor_a) == 0 and np.ndim(factor_b) == 0
-    if plain and factor_a == 1 and factor_b == 1:
-        from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, loaded_m, loaded_n)
-        per_l2, per_sm = from_l2 / l2_bw, into_sm / sm_bw
-    elif cfg.tile_m_granule and plain:   # affine in the problem-sized tm: two passes each
+    if cfg.tile_m_granule and plain:   # affine in the problem-sized tm: two passes each
         row_l2, row_sm = panel_bytes_per_k_tile(cfg, g.dtype, 1, 0)
         rest_l2, rest_sm = panel_bytes_per_k_tile(cfg, g.dtype, 0, loaded_n)
         per_l2 = loaded_m * (row_l2 * factor_a / l2_bw) + rest_l2 * factor_b / l2_bw   # seconds per K tile
         per_sm = loaded_m * (row_sm * factor_a / sm_bw) + rest_sm * factor_b / sm_bw
+    elif plain and factor_a == 1 and factor_b == 1:
+        from_l2, into_sm = panel_bytes_per_k_tile(cfg, g.dtype, loaded_m, loaded_n)
+        per_l2, per_sm = from_l2 / l2_bw, into_sm / sm_bw
     else:                       # each panel its own traffic factor (a conv's input and filter rows)
         a_l2, a_sm = panel_bytes_per_k_tile(cfg, g.dtype, loaded_m, 0)
         b_l2, b_sm = panel_bytes_per_k_tile(cfg, g.dtype, 0, loaded_n)
