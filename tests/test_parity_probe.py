@@ -1,0 +1,58 @@
+"""validation/data/h100-sxm/parity_probe/: off-sector channels at stride 1 and 2, timed; the model's
+predictions (written before the run) and the table of its README."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from validation import parity_probe as P  # noqa: E402
+from wavemodel import datasets as D  # noqa: E402
+
+FOLDER = P.DATA / "parity_probe"
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return P.comparison(FOLDER)
+
+
+def test_the_rows_are_the_probe_held_out(rows):
+    data = D.read_csv(FOLDER / "conv_own_parity.csv")
+    assert len(data) == len(rows) == 56 and {r.set for r in data} == {"evaluation"}
+    committed = {(r.kernel, r.shape) for r in D.load_dir(P.DATA).rows}
+    assert not committed & {(r.kernel, r.shape) for r in data}
+
+
+def test_the_predictions_are_the_shipped_models(rows):
+    # written before the run; the shipped model and the mixed-parity count still give them
+    by = {(r["kernel"], r["series"], r["c"]): r for r in rows}
+    for kernel, series, shape in P.shapes()[::5]:
+        r = by[kernel, series, shape.c]
+        assert P.predict(kernel, shape) == pytest.approx(r["predicted"], abs=1e-3)
+        assert P.predict(kernel, shape, mixed=True) == pytest.approx(r["mixed"], abs=1e-3)
+
+
+def test_the_table_as_the_readme_says(rows):
+    table = {}
+    for kernel in P.KERNELS:
+        for series in P.SERIES:
+            mine = [r for r in rows if r["kernel"] == kernel and r["series"] == series]
+            off = [r for r in mine if r["c"] % 16 == 8]
+            on = [r for r in mine if r["c"] % 16 == 0]
+            err = {key: round(float(np.median([abs(r[key] / r["measured"] - 1) for r in off])) * 100, 1)
+                   for key in ("predicted", "mixed")}
+            ratio = np.mean([r["measured"] for r in off]) / np.mean([r["measured"] for r in on])
+            table[kernel[-7:], series] = (err["predicted"], err["mixed"], round(float(ratio), 2))
+    assert table == {
+        ("_128x64", "1x1 s1"): (2.8, 2.8, 1.39), ("_128x64", "1x1 s2"): (5.8, 18.1, 1.25),
+        ("_128x64", "3x3 s1"): (8.9, 8.9, 1.62), ("_128x64", "3x3 s2"): (11.1, 1.4, 1.69),
+        ("128x128", "1x1 s1"): (8.2, 8.2, 1.18), ("128x128", "1x1 s2"): (6.3, 2.8, 1.18),
+        ("128x128", "3x3 s1"): (1.2, 1.2, 1.45), ("128x128", "3x3 s2"): (3.6, 9.0, 1.49)}
+    off2 = [r for r in rows if r["c"] % 16 == 8 and r["series"].endswith("s2")]
+    for key, worst in (("predicted", 11.8), ("mixed", 19.9)):
+        err = np.abs([r[key] / r["measured"] - 1 for r in off2]) * 100
+        assert round(float(np.median(err)), 1) == 6.6 and round(float(err.max()), 1) == worst
