@@ -100,37 +100,48 @@ def channel_class(c: int) -> str:
     return "aligned" if c % 32 == 0 else "straddle" if c % 16 == 0 else "off"
 
 
-def ncu_table(folder: Path) -> list[dict]:
-    """Per shape of ``shapes_{64,128}.txt``: the replayed counts against ``ncu``'s L2 counters."""
-    out = []
+def ncu_shapes(folder: Path):
+    """Per shape of ``shapes_{64,128}.txt``, in order: ``(tile_n, spec, dims, metrics)``, the metrics of
+    its last launch in ``conv_f16_128x{tile_n}.csv``."""
     for tile_n in (64, 128):
         shapes = (folder / f"shapes_{tile_n}.txt").read_text().split()
         for spec, met in zip(shapes, ncu_last_launches(folder / f"conv_f16_128x{tile_n}.csv", len(shapes)),
                              strict=True):
-            dims = tuple(int(v) for v in spec.split(","))
-            reads = met["lts__t_sectors_srcunit_tex_op_read.sum"]
-            requests = met["lts__t_requests_srcunit_tex_op_read.sum"]
-            all_requests = requests + met["lts__t_requests_srcunit_tex_op_write.sum"]
-            all_sectors = reads + met["lts__t_sectors_srcunit_tex_op_write.sum"]
-            busy_pct = met["lts__throughput.avg.pct_of_peak_sustained_elapsed"]
-            busy_ns = met["gpu__time_duration.sum"] * busy_pct / 100
-            out.append(dict(
-                kernel=f"conv_f16_128x{tile_n}", spec=spec, channels=channel_class(dims[1]),
-                sectors_per_pair_rule=reads / sum(read_counts(dims, tile_n, group=2, unit=32)),
-                requests_per_row_lines=requests / sum(read_counts(dims, tile_n, group=4, unit=128)),
-                requests_per_row_slice=requests / sum(read_counts(dims, tile_n, group=4, unit=WHOLE)),
-                read_hit=met["lts__t_sectors_srcunit_tex_op_read_lookup_hit.sum"] / reads,
-                busy_ns_per_k_requests=busy_ns / all_requests * 1e3,
-                busy_ns_per_k_sectors=busy_ns / all_sectors * 1e3))
+            yield tile_n, spec, tuple(int(v) for v in spec.split(",")), met
+
+
+def ncu_table(folder: Path) -> list[dict]:
+    """Per shape of ``shapes_{64,128}.txt``: the replayed counts against ``ncu``'s L2 counters."""
+    out = []
+    for tile_n, spec, dims, met in ncu_shapes(folder):
+        reads = met["lts__t_sectors_srcunit_tex_op_read.sum"]
+        requests = met["lts__t_requests_srcunit_tex_op_read.sum"]
+        all_requests = requests + met["lts__t_requests_srcunit_tex_op_write.sum"]
+        all_sectors = reads + met["lts__t_sectors_srcunit_tex_op_write.sum"]
+        busy_pct = met["lts__throughput.avg.pct_of_peak_sustained_elapsed"]
+        busy_ns = met["gpu__time_duration.sum"] * busy_pct / 100
+        out.append(dict(
+            kernel=f"conv_f16_128x{tile_n}", spec=spec, channels=channel_class(dims[1]),
+            sectors_per_pair_rule=reads / sum(read_counts(dims, tile_n, group=2, unit=32)),
+            requests_per_row_lines=requests / sum(read_counts(dims, tile_n, group=4, unit=128)),
+            requests_per_row_slice=requests / sum(read_counts(dims, tile_n, group=4, unit=WHOLE)),
+            read_hit=met["lts__t_sectors_srcunit_tex_op_read_lookup_hit.sum"] / reads,
+            busy_ns_per_k_requests=busy_ns / all_requests * 1e3,
+            busy_ns_per_k_sectors=busy_ns / all_sectors * 1e3))
     return out
+
+
+def _pairs_and_chunks(dims, tile_n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The call's (A, filter) sectors by the thread-pair rule and its (A, filter) 16-byte chunks."""
+    pairs = np.array(read_counts(dims, tile_n, group=2, unit=32), dtype=float)
+    return pairs, np.array(read_counts(dims, tile_n, group=1, unit=16), dtype=float)
 
 
 def sector_ratios(dims, tile_n: int) -> tuple[float, float]:
     """Sectors per sector of useful bytes of the call's A and filter loads, by the thread-pair rule:
     what ``wavemodel.latency.channel_sector_ratios`` counts in closed form (without the padding)."""
-    pairs = read_counts(dims, tile_n, group=2, unit=32)
-    chunks = read_counts(dims, tile_n, group=1, unit=16)
-    return pairs[0] / (chunks[0] / 2), pairs[1] / (chunks[1] / 2)
+    pairs, chunks = _pairs_and_chunks(dims, tile_n)
+    return tuple(float(x) for x in pairs / (chunks / 2))
 
 
 def ratio_table(folder: Path) -> list[dict]:
@@ -141,20 +152,16 @@ def ratio_table(folder: Path) -> list[dict]:
     from wavemodel.shapes import Conv2d
 
     out = []
-    for tile_n in (64, 128):
-        shapes = (folder / f"shapes_{tile_n}.txt").read_text().split()
-        for spec, met in zip(shapes, ncu_last_launches(folder / f"conv_f16_128x{tile_n}.csv", len(shapes)),
-                             strict=True):
-            dims = tuple(int(v) for v in spec.split(","))
-            chunks = np.array(read_counts(dims, tile_n, group=1, unit=16), dtype=float)
-            model = channel_sector_ratios(Conv2d(*dims, dtype="fp16"), "fp16")
-            replay = sector_ratios(dims, tile_n)
-            both = lambda ratios, w=chunks: float(w @ np.array(ratios) / w.sum())  # noqa: E731
-            out.append(dict(kernel=f"conv_f16_128x{tile_n}", spec=spec, channels=channel_class(dims[1]),
-                            ncu_per_useful=met["lts__t_sectors_srcunit_tex_op_read.sum"] / (chunks.sum() / 2),
-                            replay=replay, model=model, replay_both=both(replay), model_both=both(model),
-                            requests_per_row_slice=met["lts__t_requests_srcunit_tex_op_read.sum"] / sum(
-                                read_counts(dims, tile_n, group=4, unit=WHOLE))))
+    for tile_n, spec, dims, met in ncu_shapes(folder):
+        pairs, chunks = _pairs_and_chunks(dims, tile_n)
+        replay = tuple(float(x) for x in pairs / (chunks / 2))
+        model = channel_sector_ratios(Conv2d(*dims, dtype="fp16"), "fp16")
+        both = lambda ratios, w=chunks: float(w @ np.array(ratios) / w.sum())  # noqa: E731
+        out.append(dict(kernel=f"conv_f16_128x{tile_n}", spec=spec, channels=channel_class(dims[1]),
+                        ncu_per_useful=met["lts__t_sectors_srcunit_tex_op_read.sum"] / (chunks.sum() / 2),
+                        replay=replay, model=model, replay_both=both(replay), model_both=both(model),
+                        requests_per_row_slice=met["lts__t_requests_srcunit_tex_op_read.sum"] / sum(
+                            read_counts(dims, tile_n, group=4, unit=WHOLE))))
     return out
 
 
