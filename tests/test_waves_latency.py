@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import wavemodel as wm
+from wavemodel.configs import own_kernels
 from wavemodel.waves import wave_stats
 
 H100 = wm.gpu("h100-sxm")
@@ -382,6 +383,48 @@ def test_overlap_forms():
     r = np.array([0.9, 0.5, 0.2, 0.05])
     share = (overlapped_s(1.0, r, 0.4, smooth=True) - 1.0) / r
     assert np.all(np.diff(share) < 0) and share[0] < 0.4
+
+
+def test_dram_and_l2_streams_combine_as_a_norm_beside_the_ingest():
+    from wavemodel.latency import streams_s
+    d, l2, ing = np.array([3.0, 4.0, 1.0, 0.0, 2.0]), np.array([4.0, 3.0, 1.0, 0.0, 0.0]), np.array(
+        [1.0, 1.0, 2.0, 0.0, 1.0])
+    # off: the longest of the three
+    np.testing.assert_array_equal(streams_s(d, l2, ing), [4, 4, 2, 0, 2])
+    # 2-norm of DRAM and L2 (5 for 3 and 4, either way round), the ingest a bound of its own, 0 for 0,
+    # the longer stream where the other vanishes
+    np.testing.assert_allclose(streams_s(d, l2, ing, 2.0), [5, 5, 2, 0, 2], rtol=1e-15)
+    # equal streams take 2**(1/p) times either; a stream a third of the other adds 5 % at p = 2
+    assert streams_s(1.0, 1.0, 0.0, 2.0) == pytest.approx(2 ** 0.5, rel=1e-15)
+    assert streams_s(3.0, 1.0, 0.0, 2.0) / 3.0 - 1 == pytest.approx(0.054, abs=5e-4)
+    # never below the longer stream, never above their sum; p = 1 is the sum
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(0, 1, 100), rng.uniform(0, 1, 100)
+    for p in (1.5, 2.0, 4.0):
+        s = streams_s(a, b, 0.0, p)
+        assert np.all(s >= np.maximum(a, b)) and np.all(s <= a + b + 1e-15)
+    np.testing.assert_allclose(streams_s(a, b, 0.0, 1.0), a + b, rtol=1e-14)
+    with pytest.raises(ValueError, match="dram_l2_norm"):
+        wm.KernelConfig(name="x", tile_m=128, tile_n=128, tile_k=32, threads=128, regs_per_thread=128,
+                        smem_per_block_bytes=0, dram_l2_norm=0.5)
+
+
+def test_a_profile_pins_the_stream_norm_it_was_fitted_under():
+    # our convs combine DRAM and L2 as a 2-norm (own.toml); a profile fitted before says 0 and keeps it
+    from wavemodel import calibration
+    conv = wm.Conv2d(n=32, c=64, h=56, w=56, k=256, r=3, s=3, stride=1, padding=1)
+    shipped = calibration.profile_for(H100, "conv_f16_128x64")
+    fam = dict(shipped.families["conv_f16_128x64"])
+    pinned = dataclasses.replace(shipped, families={**shipped.families,
+                                                    "conv_f16_128x64": {**fam, "dram_l2_norm": 0.0}})
+    on = wm.predict_latency(conv, H100, "conv_f16_128x64", profile=shipped)
+    off = wm.predict_latency(conv, H100, "conv_f16_128x64", profile=pinned)
+    assert own_kernels()["conv_f16_128x64"].dram_l2_norm == 2.0
+    assert off.memory_s < on.memory_s and off.latency_s < on.latency_s
+    bad = dataclasses.replace(shipped, families={**shipped.families,
+                                                 "conv_f16_128x64": {**fam, "smooth_overlap": False}})
+    with pytest.raises(ValueError, match="unknown parameters"):
+        wm.predict_latency(conv, H100, "conv_f16_128x64", profile=bad)
 
 
 def test_smooth_overlap_off_leaves_the_model_unchanged():

@@ -60,12 +60,16 @@ def _mixed_parity(shape, dtype):
 _RATIOS = L.channel_sector_ratios
 
 
-def predict(kernel: str, shape: wm.Conv2d, mixed: bool = False) -> float:
-    """The shipped model's latency in us; ``mixed``: with every tap's parity taken as mixed."""
+PREDICTED_WITH = "profile_predicted.json"   # the profile shipped when the predictions were written
+
+
+def predict(kernel: str, shape: wm.Conv2d, mixed: bool = False, profile=None) -> float:
+    """The model's latency in us, with ``profile`` (the shipped one by default); ``mixed``: with every
+    tap's parity taken as mixed."""
     if mixed:
         L.channel_sector_ratios = _mixed_parity
     try:
-        return float(wm.predict_latency(shape, "h100-sxm", kernel).latency_s) * 1e6
+        return float(wm.predict_latency(shape, "h100-sxm", kernel, profile=profile).latency_s) * 1e6
     finally:
         L.channel_sector_ratios = _RATIOS
 

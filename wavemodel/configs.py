@@ -75,6 +75,8 @@ class KernelConfig:
     edge_loads_free: bool = False      # A rows past M and B rows past N are zero-filled, not loaded
     l2_counts_writes: bool = False     # C's writes draw on the L2 bandwidth beside the panel reads
     smooth_overlap: bool = False       # math and memory combine as a p-norm, not max + unhidden * min
+    dram_l2_norm: float = 0.0          # DRAM and L2 streams combine as a p-norm of this order, since both
+    #                                    pass the L2 slices (0: the longer of the two; latency.streams_s)
     l2_bandwidth_bytes_per_s: float = 0.0  # what this kernel's loads draw out of L2 (0: the profile's)
     sm_bandwidth_bytes_per_s: float = 0.0  # ... and into one SM (0: the profile's)
     tile_m_granule: int = 0            # problem-sized M tile (0: off): per shape the smallest multiple of
@@ -116,6 +118,8 @@ class KernelConfig:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
         if self.store_bytes_per_s < 0:
             raise ValueError(f"store_bytes_per_s: must be >= 0, got {self.store_bytes_per_s!r}")
+        if self.dram_l2_norm and not self.dram_l2_norm >= 1:
+            raise ValueError(f"dram_l2_norm: must be 0 (off) or >= 1, got {self.dram_l2_norm!r}")
         if not 0 <= self.unhidden_fraction <= 1:
             raise ValueError(f"unhidden_fraction: must be in [0, 1], got {self.unhidden_fraction!r}")
         if not 0 <= self.write_bandwidth_efficiency <= 1:

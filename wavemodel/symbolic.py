@@ -41,6 +41,8 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
                 + Min(tiles, wave_size) * cta_dispatch                      # and the first wave's dispatch
                 + straggler * H(Min(tail_tiles, sm_count))                  # the last wave's slowest SM
     latency   = F + Piecewise((C, C >= M), (M, True)),  M = Max(D, L2, I)
+                (dram_l2_norm: M = Max(Max(D, L2) * (1 + (Min(D, L2) / Max(D, L2))**q)**(1/q), I),
+                 q = dram_l2_norm: DRAM and L2 requests queue at the same slices)
                 + unhidden_fraction * Min(C, M)                             # where a profile sets it
                 (smooth_overlap: F + Max(C, M) * (1 + (Min(C, M) / Max(C, M))**p)**(1/p),
                  p = ln 2 / ln(1 + unhidden_fraction))
@@ -74,7 +76,9 @@ and exceeds ``D(d)``, or a memset starts, or (with a CTA dispatch cost) the firs
 or (with a straggler wait) the last wave gains an SM, net of whatever else moves at that boundary (a
 new wave's first tile resets the wait to one SM's): where the DRAM term binds, a boundary does not
 show. With an ``unhidden_fraction`` the shorter term
-adds, so a rise of ``C``, or of ``Max(L2, I)`` above ``D(d)``, is a step even where the other binds.
+adds, so a rise of ``C``, or of ``Max(L2, I)`` above ``D(d)``, is a step even where the other binds;
+with a ``dram_l2_norm`` the norm grows with ``L2`` wherever ``I`` does not bind, so a rise of ``L2``
+is a step even where ``D`` is the longer stream.
 ``step_positions`` evaluates the closed form and its held piece at the boundaries, whatever the terms.
 
 Between tile boundaries every quantised quantity is the same at ``d - 1`` and ``d``, so
@@ -314,6 +318,10 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
                                                 - 1 / (12 * sms**2))
     fixed = fixed_affine + memset + dispatch + straggle
     memory = sp.Max(dram, l2, ingest)
+    if cfg.dram_l2_norm:          # DRAM and L2 queue at the same slices (latency.streams_s)
+        p = sp.Float(cfg.dram_l2_norm)
+        shared = sp.Max(dram, l2) * (1 + (sp.Min(dram, l2) / sp.Max(dram, l2)) ** p) ** (1 / p)
+        memory = sp.Max(shared, ingest)
     latency = fixed + sp.Piecewise((compute, compute >= memory), (memory, True))
     if cfg.unhidden_fraction and cfg.smooth_overlap:    # the p-norm of the two (latency.overlapped_s)
         p = sp.Float(math.log(2.0) / math.log1p(cfg.unhidden_fraction))

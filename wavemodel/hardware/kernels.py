@@ -101,6 +101,8 @@ class OwnKernel:
             edge_loads_free=self.kind == "conv",
             # its math and memory streams combine smoothly, not as max + a fixed share of the shorter
             smooth_overlap=self.kind == "conv",
+            # its DRAM traffic and its panel reads queue at the same L2 slices (latency.streams_s)
+            dram_l2_norm=2.0 if self.kind == "conv" else 0.0,
             # its output's writes draw on the L2 bandwidth beside the panel reads
             l2_counts_writes=self.kind == "conv",
             # a 1x1 filter's A panel is the input read row by row, no tap walk: its calls are fitted
