@@ -30,13 +30,17 @@ def test_the_rows_are_the_probe_held_out(rows):
 
 def test_the_predictions_are_the_model_of_their_time(rows):
     # written before the run by the model then shipped (its profile kept beside them, pinning the max of
-    # the DRAM and L2 streams it was fitted under); today's code with that profile still gives them
+    # the DRAM and L2 streams it was fitted under); today's code with that profile still gives them, but
+    # for the 1x1 stride-2 series, whose input rows it now reads in whole 128-byte lines (more DRAM bytes)
     then = read_profile(FOLDER / P.PREDICTED_WITH, "h100-sxm")["own"]
     by = {(r["kernel"], r["series"], r["c"]): r for r in rows}
-    for kernel, series, shape in P.shapes()[::5]:
+    for kernel, series, shape in P.shapes()[::3]:
         r = by[kernel, series, shape.c]
-        assert P.predict(kernel, shape, profile=then) == pytest.approx(r["predicted"], abs=1e-3)
-        assert P.predict(kernel, shape, mixed=True, profile=then) == pytest.approx(r["mixed"], abs=1e-3)
+        got = P.predict(kernel, shape, profile=then), P.predict(kernel, shape, mixed=True, profile=then)
+        if series == "1x1 s2":      # as long or longer (the same where the L2 bound hides the DRAM's)
+            assert got[0] >= r["predicted"] - 1e-3 and got[1] >= r["mixed"] - 1e-3
+        else:
+            assert got == pytest.approx((r["predicted"], r["mixed"]), abs=1e-3)
 
 
 def test_the_profile_shipped_now_on_them_as_the_readme_says(rows):
@@ -46,7 +50,7 @@ def test_the_profile_shipped_now_on_them_as_the_readme_says(rows):
            "now": np.abs([now[r["kernel"], r["series"], r["c"]] / r["measured"] - 1 for r in rows]) * 100}
     summary = {key: (round(float(np.median(e)), 1), round(float(np.percentile(e, 90)), 1), int((e > 8).sum()))
                for key, e in err.items()}
-    assert summary == {"predicted": (5.7, 12.3, 20), "now": (4.2, 12.8, 13)}
+    assert summary == {"predicted": (5.7, 12.3, 20), "now": (4.5, 12.8, 14)}
 
 
 def test_the_table_as_the_readme_says(rows):
