@@ -26,10 +26,12 @@ For one kernel configuration the time of a call is
   instructions and their bounds checks for each vector, issued by the schedulers that do the math
   (``scalar_load_s``).
 - ``t_dram`` is the compulsory DRAM traffic (each operand read once, the output written once, split-K
-  partials written and read back; for a convolution the real activation, filter and output tensors)
-  at ``bandwidth_efficiency`` of the DRAM bandwidth; where a family's ``write_bandwidth_efficiency``
-  is set, the output's writes at that fraction instead (reads and writes share the DRAM, so the two
-  times add: write-bound small-K GEMMs store C at well under the read bandwidth). Where a family's
+  partials written and read back; for a convolution the real activation, filter and output tensors,
+  a strided 1x1 filter's input rows in the whole 128-byte lines its pixels touch,
+  ``strided_window_bytes``) at ``bandwidth_efficiency`` of the DRAM bandwidth; where a family's
+  ``write_bandwidth_efficiency`` is set, the output's writes at that fraction instead (reads and
+  writes share the DRAM, so the two times add: write-bound small-K GEMMs store C at well under the
+  read bandwidth). Where a family's
   ``scalar_write_bytes_per_s`` is set and rows of C are not 16-byte aligned, C's element-wise writes
   (partial-sector writes, every SM's together) add their time at that rate (``scalar_write_s``);
   where its ``off_sector_write_factor`` is set and rows of C start off 32-byte sectors (fp16 N % 16
