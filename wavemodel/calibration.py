@@ -30,8 +30,8 @@ FITTED_FIELDS = ("efficiency", "tile_overhead_s", "kernel_fixed_s", "single_bloc
                  "l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s")
 # Settings of the model's form that a profile may pin for the families it was fitted under: a profile
 # fitted before the form changed keeps replaying as it was fitted (ours, kept beside the figures they
-# gave: dram_l2_norm 0 in validation/data/h100-sxm/boards/profile_before_conv_extra.json and
-# fresh_convs/profile_one_family.json). Never fitted.
+# gave: dram_l2_norm 0 in validation/data/h100-sxm/boards/profile_before_conv_extra.json,
+# fresh_convs/profile_one_family.json and parity_probe/profile_predicted.json). Never fitted.
 PINNED_FIELDS = ("dram_l2_norm",)
 # Uncalibrated L2 -> SM bandwidths in bytes per SM clock: one SM's L1 takes in up to 64 bytes per
 # clock; the L2 serves 5120 bytes per clock to A100's 108 SMs (NVIDIA A100 whitepaper), ~48 per SM.

@@ -70,9 +70,9 @@ For one kernel configuration the time of a call is
   bound of its own: every DRAM byte is filled into or drained from an L2 slice, so where the two
   streams are of a size their requests queue behind each other at the slices. 2-fold CV on the
   calibration conv rows (four random splits): 1142 -> 993 rows past 8 % over the eight held-out
-  folds, every fold gaining (p = 1.5 and 3: 1021); 400 fresh convs timed on another board, read by no
-  fit: 119 -> 98 rows past 8 % of 800. Our GEMMs refitted with it score the same as without, so they
-  leave it off (validation/data/h100-sxm/conv_own_extra.md).
+  folds, every fold gaining (p = 1.75 and 2.5: 1002 and 997); 400 fresh convs timed on another board,
+  read by no fit: 119 -> 98 rows past 8 % of 800. Our GEMMs refitted with it score the same as
+  without, so they leave it off (validation/data/h100-sxm/conv_own_extra.md).
 - where a family's ``unhidden_fraction`` is set, that share of the shorter of ``t_compute`` and
   ``t_memory`` adds to the longer: the pipeline hides operand streaming and C's stores under
   the math (or the math under the streams) only in part where the two are of a size (our 1- and
