@@ -179,6 +179,12 @@ def _for_shape(cfg: KernelConfig, shape: Gemm | Conv2d, profile: calibration.Pro
     return for_filter(cfg, bool(np.all(pointwise_filter(shape))), profile.families)
 
 
+def _p_norm(a: sp.Expr, b: sp.Expr, p: float) -> sp.Expr:
+    """``latency.p_norm_s`` as an expression: ``Max(a, b) * (1 + (Min(a, b) / Max(a, b))**p)**(1/p)``."""
+    longer = sp.Max(a, b)
+    return longer * (1 + (sp.Min(a, b) / longer) ** sp.Float(p)) ** (1 / sp.Float(p))
+
+
 def _affine_line(values, x, d: sp.Symbol, what: str) -> sp.Expr:
     """``a + b * d`` through ``values`` at ``x[0]`` and ``x[2]``, checked at ``x[1]``."""
     y = np.broadcast_to(np.asarray(values, dtype=np.float64), x.shape)
@@ -317,16 +323,13 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
         straggle = sp.Float(cfg.straggler_s) * (sp.log(sms) + sp.Float(EULER_GAMMA) + 1 / (2 * sms)
                                                 - 1 / (12 * sms**2))
     fixed = fixed_affine + memset + dispatch + straggle
-    memory = sp.Max(dram, l2, ingest)
     if cfg.dram_l2_norm:          # DRAM and L2 queue at the same slices (latency.streams_s)
-        p = sp.Float(cfg.dram_l2_norm)
-        shared = sp.Max(dram, l2) * (1 + (sp.Min(dram, l2) / sp.Max(dram, l2)) ** p) ** (1 / p)
-        memory = sp.Max(shared, ingest)
+        memory = sp.Max(_p_norm(dram, l2, cfg.dram_l2_norm), ingest)
+    else:
+        memory = sp.Max(dram, l2, ingest)
     latency = fixed + sp.Piecewise((compute, compute >= memory), (memory, True))
     if cfg.unhidden_fraction and cfg.smooth_overlap:    # the p-norm of the two (latency.overlapped_s)
-        p = sp.Float(math.log(2.0) / math.log1p(cfg.unhidden_fraction))
-        longer = sp.Max(compute, memory)
-        latency = fixed + longer * (1 + (sp.Min(compute, memory) / longer) ** p) ** (1 / p)
+        latency = fixed + _p_norm(compute, memory, math.log(2.0) / math.log1p(cfg.unhidden_fraction))
     elif cfg.unhidden_fraction:   # the part of the shorter stream the pipeline does not hide
         latency = latency + sp.Float(cfg.unhidden_fraction) * sp.Min(compute, memory)
     held = dict(tiles=tiles, waves=waves, tail_blocks_per_sm=tail_bps, busiest_tiles=busiest,
