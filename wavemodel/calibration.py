@@ -27,6 +27,7 @@ FITTED_FIELDS = ("efficiency", "tile_overhead_s", "kernel_fixed_s", "single_bloc
                  "scalar_store_factor",
                  "scalar_load_bytes_per_s", "scalar_write_bytes_per_s", "channel_traffic_factor",
                  "channel_dram_factor", "line_aligned_rows_factor", "off_sector_write_factor",
+                 "partial_line_write_factor",
                  "l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s")
 # Settings of the model's form that a profile may pin for the families it was fitted under: a profile
 # fitted before the form changed keeps replaying as it was fitted (ours, kept beside the figures they

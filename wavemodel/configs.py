@@ -65,6 +65,8 @@ class KernelConfig:
     #                                    their 128-byte lines (K x in_bytes a multiple of 128; 1: none)
     off_sector_write_factor: float = 1.0  # DRAM cost of each byte of C where its rows start off 32-byte
     #                                    sectors (N x out_bytes % 32 != 0: partial-sector writes; 1: none)
+    partial_line_write_factor: float = 1.0  # DRAM cost of each byte of C where its rows start off 128-byte
+    #                                    lines (N x out_bytes % 128 != 0: tiles share lines; 1: none)
     last_tile_full: bool = False       # the busiest SM's last tile stores a full interior tile, not the mean
     epilogue_drains_c: bool = False    # C's DRAM writes happen in the epilogue, after the main loop
     channel_traffic_factor: float = 1.0  # conv: L2 -> SM traffic multiplier where C is off 32-byte sectors
@@ -108,6 +110,9 @@ class KernelConfig:
             raise ValueError(f"line_aligned_rows_factor: must be >= 1, got {self.line_aligned_rows_factor!r}")
         if self.off_sector_write_factor < 1:
             raise ValueError(f"off_sector_write_factor: must be >= 1, got {self.off_sector_write_factor!r}")
+        if self.partial_line_write_factor < 1:
+            raise ValueError(
+                f"partial_line_write_factor: must be >= 1, got {self.partial_line_write_factor!r}")
         if self.channel_traffic_factor < 1:
             raise ValueError(f"channel_traffic_factor: must be >= 1, got {self.channel_traffic_factor!r}")
         if self.channel_dram_factor < 1:

@@ -31,7 +31,7 @@ BOUNDS = {   # physical ranges: a fit that leaves them is a model error, not a r
     "write_bandwidth_efficiency": (0.1, 1.0), "unhidden_fraction": (1e-3, 1.0),
     "channel_traffic_factor": (1.0, 3.0), "channel_dram_factor": (1.0, 3.0),
     "line_aligned_rows_factor": (1.0, 2.0),
-    "off_sector_write_factor": (1.0, 3.0),
+    "off_sector_write_factor": (1.0, 3.0), "partial_line_write_factor": (1.0, 3.0),
     "scalar_store_factor": (1.0, 8.0),
     "scalar_load_bytes_per_s": (1e9, 1e13), "scalar_write_bytes_per_s": (1e10, 1e14),
 }
@@ -104,6 +104,7 @@ def fit_profile(groups: Sequence[Group], gpu: GPUSpec, backend, *, families: Seq
                 "unhidden_fraction": 0.1, "scalar_store_factor": 1.5, "channel_traffic_factor": 1.5,
                 "channel_dram_factor": 1.1,
                 "line_aligned_rows_factor": 1.05, "off_sector_write_factor": 1.0,
+                "partial_line_write_factor": 1.05,
                 "scalar_load_bytes_per_s": 200e9, "scalar_write_bytes_per_s": 2e12,
                 "l2_bandwidth_bytes_per_s": start.l2_bandwidth_bytes_per_s,     # a family's own
                 "sm_bandwidth_bytes_per_s": start.sm_bandwidth_bytes_per_s}

@@ -35,7 +35,10 @@ For one kernel configuration the time of a call is
   ``scalar_write_bytes_per_s`` is set and rows of C are not 16-byte aligned, C's element-wise writes
   (partial-sector writes, every SM's together) add their time at that rate (``scalar_write_s``);
   where its ``off_sector_write_factor`` is set and rows of C start off 32-byte sectors (fp16 N % 16
-  == 8), C's bytes cost that many times their write time (``off_sector_write_s``). Where a conv
+  == 8), C's bytes cost that many times their write time (``off_sector_write_s``); where its
+  ``partial_line_write_factor`` is set and rows of C start off 128-byte lines (fp16 N % 64 != 0), the
+  same with that factor (``partial_line_write_s``: our convs' tiles then share their rows' end lines
+  with the neighbouring tiles). Where a conv
   kernel walks its K loop tap by tap (``taps_reread_past_l2``: our tc_f16_conv), a tap pass of the
   running CTAs' pixels that outgrows the L2 loses the next taps' reuse, and the input comes back
   from DRAM about once per tap (``tap_reread_bytes``). A convolution whose channel rows start off
@@ -716,6 +719,29 @@ def off_sector_write_s(sh: _Shared, cfg: KernelConfig, gpu: GPUSpec):
                                          / rate), 0.0)
 
 
+def rows_off_lines(n, dtype: str):
+    """True where rows of C (``n`` outputs each) start off 128-byte lines: ``n * out_bytes % 128 != 0``
+    (fp16 ``n % 64 != 0``)."""
+    return np.asarray(n) * DTYPE_OUT_BYTES[dtype] % LINE_BYTES != 0
+
+
+def partial_line_write_s(sh: _Shared, cfg: KernelConfig, gpu: GPUSpec):
+    """Extra DRAM-stream time of C's writes where its rows start off 128-byte lines (0 elsewhere).
+
+    A tile's piece of such a row begins and ends inside lines that the neighbouring tiles, on other
+    CTAs, write the rest of: C's bytes then cost ``partial_line_write_factor`` times their time at the
+    write rate (fitted; our convs). Nsight Compute on the H100 (conv_f16_128x64, 2 x 112 x 112 x 8, 3x3,
+    validation/data/h100-sxm/ncu_conv_small_c_wide/): at K = 1664 (rows of 3328 bytes, 26 lines) the
+    call sends 13-14 % fewer write requests to the L2 than at K = 1648 or 1656 and runs 3 % faster;
+    conv_f16_128x128, whose tiles' rows are twice as wide, sends the same requests at all three and runs
+    alike (and its fitted factor is about 1).
+    """
+    rate = write_rate_bytes_per_s(cfg, gpu)
+    off = rows_off_lines(sh.n, sh.g.dtype)
+    return np.where(off, sh.outputs() * (DTYPE_OUT_BYTES[sh.g.dtype] * (cfg.partial_line_write_factor - 1)
+                                         / rate), 0.0)
+
+
 def c_write_s(sh: _Shared, cfg: KernelConfig, gpu: GPUSpec):
     """DRAM time of the call's C writes: its outputs at ``write_bandwidth_efficiency`` (else
     ``bandwidth_efficiency``) of the DRAM bandwidth, the part of ``dram_s`` that C's writes take.
@@ -807,6 +833,8 @@ def config_latency(g: Gemm, cfg: KernelConfig, gpu: GPUSpec, profile: calibratio
     scalar_write = scalar_write_s(sh, cfg) if cfg.scalar_write_bytes_per_s else 0.0
     if cfg.off_sector_write_factor != 1:   # C's rows off 32-byte sectors: partial-sector writes
         scalar_write = scalar_write + off_sector_write_s(sh, cfg, gpu)
+    if cfg.partial_line_write_factor != 1:   # C's rows off 128-byte lines: tiles share their end lines
+        scalar_write = scalar_write + partial_line_write_s(sh, cfg, gpu)
     factor_a, factor_b = panel_traffic_factors(cfg, sh.shape, g.dtype)
     l2_bw, sm_bw = profile.l2_bandwidth(gpu, cfg), profile.sm_bandwidth(gpu, cfg)
     loaded_m, loaded_n = valid_panel_rows(cfg, g, tiles_m, tiles_n, tm)   # rows of A and B that move

@@ -19,6 +19,7 @@ from .latency import (
     channels_off_sectors,
     line_aligned_rows,
     panel_traffic_factors,
+    rows_off_lines,
     rows_off_sectors,
 )
 from .shapes import DTYPE_IN_BYTES, DTYPE_OUT_BYTES, Conv2d, as_shape
@@ -52,6 +53,10 @@ def alignment_penalties(shape, cfg: KernelConfig) -> list[str]:
         rows, dim = ("output pixels", "K") if isinstance(shape, Conv2d) else ("rows of C", "N")
         out.append(f"{rows} start off {SECTOR_BYTES}-byte sectors ({dim} x {out_b} B = {n * out_b} B): "
                    f"the output's DRAM writes x{cfg.off_sector_write_factor:.2f}")
+    if cfg.partial_line_write_factor >= MATERIAL_FACTOR and bool(rows_off_lines(n, g.dtype)):
+        rows, dim = ("output pixels", "K") if isinstance(shape, Conv2d) else ("rows of C", "N")
+        out.append(f"{rows} start off {LINE_BYTES}-byte lines ({dim} x {out_b} B = {n * out_b} B): "
+                   f"the output's DRAM writes x{cfg.partial_line_write_factor:.2f}")
     charged = []
     if isinstance(shape, Conv2d):   # the L2 factors of this call's input and filter rows (their sectors)
         factors = (float(f) for f in panel_traffic_factors(cfg, shape, g.dtype))

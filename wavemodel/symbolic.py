@@ -35,8 +35,9 @@ dtype fixed; for a ``Conv2d``, ``n``: its output channels per group)::
                  epilogue_drains_c, whose epilogue has them; + batch * m * n * out_bytes /
                  scalar_write_rate where n % (16 / out_bytes) != 0: element-wise C writes; + batch * m
                  * n * out_bytes * (off_sector_write_factor - 1) / write_rate where n * out_bytes % 32
-                 != 0: partial-sector C writes; a conv's whole DRAM time channel_dram_factor times
-                 where C is off 32-byte sectors)
+                 != 0: partial-sector C writes; the same with partial_line_write_factor where n *
+                 out_bytes % 128 != 0: C's rows share lines between tiles; a conv's whole DRAM time
+                 channel_dram_factor times where C is off 32-byte sectors)
     F         = kernel_fixed + extra kernels (split-K reduce, memsets)    # affine in d, but memsets
                 + Min(tiles, wave_size) * cta_dispatch                      # and the first wave's dispatch
                 + straggler * H(Min(tail_tiles, sm_count))                  # the last wave's slowest SM
@@ -310,6 +311,11 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
         off = sp.Min(1, sp.Mod(n * DTYPE_OUT_BYTES[g.dtype], SECTOR_BYTES))
         dram = dram + off * g.batch * m * n * sp.Float(
             DTYPE_OUT_BYTES[g.dtype] * (cfg.off_sector_write_factor - 1) / rate)
+    if cfg.partial_line_write_factor != 1:   # C's rows off 128-byte lines: tiles share their end lines
+        rate = write_rate_bytes_per_s(cfg, gpu)
+        off = sp.Min(1, sp.Mod(n * DTYPE_OUT_BYTES[g.dtype], LINE_BYTES))     # as above, 128-byte lines
+        dram = dram + off * g.batch * m * n * sp.Float(
+            DTYPE_OUT_BYTES[g.dtype] * (cfg.partial_line_write_factor - 1) / rate)
     # the fixed time is affine but for a persistent kernel's memset, launched from its second wave on,
     # and the first wave's CTA dispatch
     fixed_affine = _affine_line(terms_x["fixed_s"] - terms_x["memset_s"] - terms_x["dispatch_s"]

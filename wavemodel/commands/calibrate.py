@@ -13,9 +13,9 @@ CSVs in DIR with ``wavemodel.fit.fit_profile``, one fit per backend group of the
   bandwidth_efficiency, write_bandwidth_efficiency, single_block_speedup, tail_block_speedup,
   cta_dispatch_s, straggler_s, store_bytes_per_s (started at 20e9), unhidden_fraction (started at 0.5), and
   scalar_store_factor, scalar_write_bytes_per_s and scalar_load_bytes_per_s (kernels that take rows
-  of C, A or B that are not 16-byte aligned), channel_traffic_factor and channel_dram_factor
-  (convolutions) or line_aligned_rows_factor (SIMT kernels); fitted from every pair of
-  OWN_L2_STARTS x OWN_SM_STARTS, keeping the lowest cost;
+  of C, A or B that are not 16-byte aligned), channel_traffic_factor, channel_dram_factor and
+  partial_line_write_factor (convolutions) or line_aligned_rows_factor (SIMT kernels); fitted from
+  every pair of OWN_L2_STARTS x OWN_SM_STARTS, keeping the lowest cost;
 - ``cublas`` / ``cudnn``: the families of the library's catalogue for the dtypes in the data; free:
   the group's launch_overhead_s, l2_bandwidth_bytes_per_s, sm_bandwidth_bytes_per_s and per family
   efficiency, tile_overhead_s, kernel_fixed_s, bandwidth_efficiency, k_iter_latency_s,
@@ -62,7 +62,7 @@ OWN_FREE = (*fit.FAMILY_PARAMS, "single_block_speedup", "tail_block_speedup", "s
             "unhidden_fraction", "cta_dispatch_s", "straggler_s", "write_bandwidth_efficiency",
             "scalar_store_factor", "scalar_load_bytes_per_s", "scalar_write_bytes_per_s",
             "channel_traffic_factor", "channel_dram_factor", "line_aligned_rows_factor",
-            "l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s")
+            "partial_line_write_factor", "l2_bandwidth_bytes_per_s", "sm_bandwidth_bytes_per_s")
 # the own fit starts each kernel's L2 bandwidth at these multiples of the DRAM bandwidth and keeps the
 # lowest cost: whether the L2 term binds is a switch the local search does not cross (ncu measured
 # about 1.6x on the H100: 5.3 TB/s at 90 % L2 throughput)
@@ -156,9 +156,9 @@ def own_free(families) -> dict[str, tuple[str, ...]]:
     """Per family of our kernels, the parameters to fit: ``scalar_store_factor`` and
     ``scalar_write_bytes_per_s`` only for kernels that take rows of C that are not 16-byte aligned
     (the others never store element-wise), ``scalar_load_bytes_per_s`` only for those that take such
-    rows of A or B, ``channel_traffic_factor`` and ``channel_dram_factor`` only for convolutions,
-    ``line_aligned_rows_factor`` only for the SIMT kernels (their warps load 32 bytes of each of 16
-    rows of A at once)."""
+    rows of A or B, ``channel_traffic_factor``, ``channel_dram_factor`` and
+    ``partial_line_write_factor`` only for convolutions, ``line_aligned_rows_factor`` only for the
+    SIMT kernels (their warps load 32 bytes of each of 16 rows of A at once)."""
     own = {c.family or name: c for name, c in own_kernels().items()}
     own |= {c.pointwise_family: c for c in own_kernels().values() if c.pointwise_family}
     out = {}
@@ -169,7 +169,8 @@ def own_free(families) -> dict[str, tuple[str, ...]]:
         scalar_in = any(cfg.alignment_elements * DTYPE_IN_BYTES[d] % 16 != 0 for d in cfg.dtypes)
         skip = ({"scalar_store_factor", "scalar_write_bytes_per_s"} if not scalar else set()) | (
             {"scalar_load_bytes_per_s"} if not scalar_in else set()) | (
-            {"channel_traffic_factor", "channel_dram_factor"} if cfg.kind != "conv" else set()) | (
+            {"channel_traffic_factor", "channel_dram_factor", "partial_line_write_factor"}
+            if cfg.kind != "conv" else set()) | (
             {"line_aligned_rows_factor"} if cfg.math != "simt" else set())
         out[fam] = tuple(p for p in OWN_FREE if p not in skip)
     return out
