@@ -67,3 +67,14 @@ def test_the_shipped_conv_factors():
     assert fams["conv_f16_128x64_1x1"]["partial_line_write_factor"] > 1.1
     assert fams["conv_f16_128x128"]["partial_line_write_factor"] < 1.05
     assert fams["conv_f16_128x128_1x1"]["partial_line_write_factor"] < 1.05
+
+
+def test_alignment_penalties_name_the_charge():
+    from wavemodel.penalties import alignment_penalties
+
+    _, cfg = terms(wm.Conv2d(n=2, c=64, h=56, w=56, k=256, r=3, s=3, padding=1), 1.28)
+    off = alignment_penalties(wm.Conv2d(n=2, c=64, h=56, w=56, k=1656, r=3, s=3, padding=1), cfg)
+    on = alignment_penalties(wm.Conv2d(n=2, c=64, h=56, w=56, k=1664, r=3, s=3, padding=1), cfg)
+    assert off == ["output pixels start off 128-byte lines (K x 2 B = 3312 B): the output's DRAM writes "
+                   "x1.28"]
+    assert on == []
