@@ -9,9 +9,11 @@ Where rows of C start off 128-byte lines (fp16 ``K % 64 != 0``) the model charge
 conv_f16_128x64 about 1.2-1.3 and conv_f16_128x128 about 1. The shapes here are output-heavy convs
 at K = 64 j - 16 ... 64 j + 16 in steps of 8 (one on lines, four off), on both conv kernels. ``predict``
 writes, per shape, the shipped model's latency and the same profile's with the factor set to 1;
-``compare`` prints the measured rows against both and, per series, the measured and predicted ratio of
-the on-line point to the mean of its neighbours. The shapes are checked against the committed
-datasets first (none may be one), and the rows go to the set "evaluation": no fit reads them.
+``compare`` prints the measured rows against both and against the model shipped now (the profile that
+wrote the predictions is kept beside them, ``profile_predicted.json``) and, per series, the measured
+and predicted ratio of the on-line point to the mean of its neighbours. The shapes are checked
+against the committed datasets first (none may be one), and the rows go to the set "evaluation": no
+fit reads them.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ SERIES = {  # name: (the shape but for K, the K values)
 }
 COLUMNS = ("n", "c", "h", "w", "k", "r", "s", "stride", "padding")
 PREDICTIONS = "line_probe_predictions.csv"
+PREDICTED_WITH = "profile_predicted.json"   # the profile shipped when the predictions were written
 
 
 def shapes() -> list[tuple[str, str, wm.Conv2d]]:
@@ -50,15 +53,14 @@ def shapes() -> list[tuple[str, str, wm.Conv2d]]:
             for name, (dims, ks) in SERIES.items() for k in ks]
 
 
-def predict(kernel: str, shape: wm.Conv2d, factor: float | None = None) -> float:
-    """The shipped model's latency in us; with ``factor``, every conv family's partial_line_write_factor
-    set to it (1: no charge)."""
-    profile = None
+def predict(kernel: str, shape: wm.Conv2d, factor: float | None = None, profile=None) -> float:
+    """The model's latency in us with ``profile`` (the shipped one by default); with ``factor``, every conv
+    family's partial_line_write_factor set to it (1: no charge)."""
     if factor is not None:
-        shipped = calibration.profile_for(wm.gpu("h100-sxm"), "own")
+        base = profile or calibration.profile_for(wm.gpu("h100-sxm"), "own")
         fams = {f: ({**p, "partial_line_write_factor": factor} if f.startswith("conv") else p)
-                for f, p in shipped.families.items()}
-        profile = calibration.Profile(**{**shipped.__dict__, "families": fams})
+                for f, p in base.families.items()}
+        profile = calibration.Profile(**{**base.__dict__, "families": fams})
     return float(wm.predict_latency(shape, "h100-sxm", kernel, profile=profile).latency_s) * 1e6
 
 
@@ -100,6 +102,12 @@ def comparison(folder: Path) -> list[dict]:
     return out
 
 
+def with_model_now(rows: list[dict]) -> list[dict]:
+    """``rows`` with the shipped model's latency (us) added as ``now``."""
+    by = {(kernel, name, sh.k): sh for kernel, name, sh in shapes()}
+    return [{**r, "now": predict(r["kernel"], by[r["kernel"], r["series"], r["k"]])} for r in rows]
+
+
 def line_ratios(rows: list[dict]) -> dict:
     """Per (kernel, series): the on-line point over the mean of its four off-line neighbours, measured
     and under both predictions."""
@@ -111,21 +119,24 @@ def line_ratios(rows: list[dict]) -> dict:
             off = [r for r in mine if r["k"] % 64 != 0]
             if len(on) == 1 and off:
                 out[kernel, name] = {key: on[0][key] / float(np.mean([r[key] for r in off]))
-                                     for key in ("measured", "predicted", "without")}
+                                     for key in ("measured", "predicted", "without", "now") if key in on[0]}
     return out
 
 
 def compare(folder: Path) -> None:
-    rows = comparison(folder)
-    print("kernel            series            K     measured  model (error)      without (error)")
+    rows = with_model_now(comparison(folder))
+    print("kernel            series            K     measured  model (error)      without (error)    "
+          "now (error)")
     for r in rows:
-        e, e0 = r["predicted"] / r["measured"] - 1, r["without"] / r["measured"] - 1
+        e, e0, en = (r[key] / r["measured"] - 1 for key in ("predicted", "without", "now"))
         print(f"{r['kernel']:17s} {r['series']:16s} {r['k']:5d}  {r['measured']:8.1f}  {r['predicted']:8.1f} "
-              f"({100 * e:+6.1f} %)  {r['without']:8.1f} ({100 * e0:+6.1f} %)")
-    print("on-line point / mean of its neighbours: measured, model, without")
+              f"({100 * e:+6.1f} %)  {r['without']:8.1f} ({100 * e0:+6.1f} %)  {r['now']:8.1f} "
+              f"({100 * en:+6.1f} %)")
+    print("on-line point / mean of its neighbours: measured, model, without, now")
     for (kernel, name), v in line_ratios(rows).items():
-        print(f"{kernel:17s} {name:16s} {v['measured']:.3f} {v['predicted']:.3f} {v['without']:.3f}")
-    for key in ("predicted", "without"):
+        print(f"{kernel:17s} {name:16s} {v['measured']:.3f} {v['predicted']:.3f} {v['without']:.3f} "
+              f"{v['now']:.3f}")
+    for key in ("predicted", "without", "now"):
         err = np.abs([r[key] / r["measured"] - 1 for r in rows]) * 100
         print(f"{key}: median |error| {np.median(err):.1f} %, p90 {np.percentile(err, 90):.1f} %, "
               f"{int((err > 8).sum())} of {len(err)} past 8 %")

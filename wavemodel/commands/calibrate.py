@@ -15,7 +15,8 @@ CSVs in DIR with ``wavemodel.fit.fit_profile``, one fit per backend group of the
   scalar_store_factor, scalar_write_bytes_per_s and scalar_load_bytes_per_s (kernels that take rows
   of C, A or B that are not 16-byte aligned), channel_traffic_factor, channel_dram_factor and
   partial_line_write_factor (convolutions) or line_aligned_rows_factor (SIMT kernels); fitted from
-  every pair of OWN_L2_STARTS x OWN_SM_STARTS, keeping the lowest cost;
+  every combination of OWN_EFFICIENCY_STARTS x OWN_L2_STARTS x OWN_SM_STARTS, keeping the lowest
+  cost;
 - ``cublas`` / ``cudnn``: the families of the library's catalogue for the dtypes in the data; free:
   the group's launch_overhead_s, l2_bandwidth_bytes_per_s, sm_bandwidth_bytes_per_s and per family
   efficiency, tile_overhead_s, kernel_fixed_s, bandwidth_efficiency, k_iter_latency_s,
@@ -68,6 +69,10 @@ OWN_FREE = (*fit.FAMILY_PARAMS, "single_block_speedup", "tail_block_speedup", "s
 # about 1.6x on the H100: 5.3 TB/s at 90 % L2 throughput)
 OWN_L2_STARTS = (1.5, 2.25, 3.0)
 OWN_SM_STARTS = (1.5, 2.5, 4.0)       # per-SM ingest starts: these multiples of the DRAM bandwidth / 132
+# ... and at these efficiencies: a kernel whose main loop the load/store unit paces (our convs,
+# ncu_ldgsts/) fits either a slow full SM with fast lone blocks or a faster SM, basins the local search
+# does not cross (conv_f16_128x64's 3x3 family: cost 1.152 from 0.35 against 1.216 from 0.7)
+OWN_EFFICIENCY_STARTS = (0.7, 0.35)
 OWN_INITIAL_UNHIDDEN = 0.5
 LIBRARY_FREE = (*fit.FAMILY_PARAMS, "k_iter_latency_s", "cta_dispatch_s", "write_bandwidth_efficiency",
                 "unhidden_fraction")
@@ -271,8 +276,8 @@ def _split_by_filter(members, g: fit.Group) -> list:
 def fit_own(groups, gpu: GPUSpec, families, initial: dict, free_family: dict,
             iterations: int, priors: dict | None = None) -> fit.FitResult:
     """Our kernels share no parameter (each has its own bandwidths), so each family is fitted alone,
-    from each pair of OWN_L2_STARTS x OWN_SM_STARTS, keeping its lowest-cost fit; the families'
-    profiles are then merged."""
+    from each combination of OWN_EFFICIENCY_STARTS x OWN_L2_STARTS x OWN_SM_STARTS, keeping its
+    lowest-cost fit; the families' profiles are then merged."""
     bw = gpu.dram_bandwidth_bytes_per_s
     merged, params, iters, cost = {}, {}, 0, 0.0
     for fam in families:
@@ -280,9 +285,10 @@ def fit_own(groups, gpu: GPUSpec, families, initial: dict, free_family: dict,
             "own", g.backend, gpu, "", bool(np.all(pointwise_filter(g.shape)))) == fam]
         fits = [fit.fit_profile(mine, gpu, None, families=[fam], free_gpu=(), free_family=free_family,
                                 iterations=iterations, priors=priors,
-                                initial=initial | {f"{fam}.l2_bandwidth_bytes_per_s": f * bw,
+                                initial=initial | {f"{fam}.efficiency": eff,
+                                                   f"{fam}.l2_bandwidth_bytes_per_s": f * bw,
                                                    f"{fam}.sm_bandwidth_bytes_per_s": f_sm * bw / 132})
-                for f in OWN_L2_STARTS for f_sm in OWN_SM_STARTS]
+                for eff in OWN_EFFICIENCY_STARTS for f in OWN_L2_STARTS for f_sm in OWN_SM_STARTS]
         best = min(fits, key=lambda r: r.cost)
         merged[fam] = best.profile.families[fam]
         params |= {k: v for k, v in best.parameters.items() if k.startswith(f"{fam}.")}
