@@ -109,8 +109,8 @@ def with_model_now(rows: list[dict]) -> list[dict]:
 
 
 def line_ratios(rows: list[dict]) -> dict:
-    """Per (kernel, series): the on-line point over the mean of its four off-line neighbours, measured
-    and under both predictions."""
+    """Per (kernel, series): the on-line point over the mean of its four off-line neighbours, measured,
+    under both predictions and, where the rows carry it (``with_model_now``), under the model now."""
     out = {}
     for kernel in KERNELS:
         for name in SERIES:
