@@ -18,8 +18,8 @@ fit reads them.
 
 from __future__ import annotations
 
-import argparse
 import csv
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -60,7 +60,7 @@ def predict(kernel: str, shape: wm.Conv2d, factor: float | None = None, profile=
         base = profile or calibration.profile_for(wm.gpu("h100-sxm"), "own")
         fams = {f: ({**p, "partial_line_write_factor": factor} if f.startswith("conv") else p)
                 for f, p in base.families.items()}
-        profile = calibration.Profile(**{**base.__dict__, "families": fams})
+        profile = dataclasses.replace(base, families=fams)
     return float(wm.predict_latency(shape, "h100-sxm", kernel, profile=profile).latency_s) * 1e6
 
 
@@ -143,21 +143,9 @@ def compare(folder: Path) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("predict").add_argument("--out", type=Path, required=True)
-    t = sub.add_parser("time")
-    t.add_argument("--out", type=Path, required=True)
-    t.add_argument("--windows", type=int, default=3)
-    sub.add_parser("compare").add_argument("folder", type=Path)
-    a = ap.parse_args(argv)
-    if a.cmd == "predict":
-        print(write_predictions(a.out))
-    elif a.cmd == "time":
-        time_rows(a.out, a.windows)
-    else:
-        compare(a.folder)
-    return 0
+    from validation.remeasure import probe_main
+
+    return probe_main(argv, __doc__, write_predictions, time_rows, compare)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ set "evaluation": no fit reads them.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import sys
@@ -123,21 +122,9 @@ def compare(folder: Path) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("predict").add_argument("--out", type=Path, required=True)
-    t = sub.add_parser("time")
-    t.add_argument("--out", type=Path, required=True)
-    t.add_argument("--windows", type=int, default=3)
-    sub.add_parser("compare").add_argument("folder", type=Path)
-    args = ap.parse_args(argv)
-    if args.cmd == "predict":
-        print(f"wrote {write_predictions(args.out)}")
-    elif args.cmd == "time":
-        time_rows(args.out, args.windows)
-    else:
-        compare(args.folder)
-    return 0
+    from validation.remeasure import probe_main
+
+    return probe_main(argv, __doc__, write_predictions, time_rows, compare)
 
 
 if __name__ == "__main__":

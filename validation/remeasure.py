@@ -110,6 +110,27 @@ def time_and_write(out: Path, jobs: list[S.Job], windows: int, files: dict[str, 
 LOG_COLUMNS = ("job", "window", "timing")
 
 
+def probe_main(argv, doc: str, write_predictions, time_rows, compare) -> int:
+    """The command line of a probe (``validation/parity_probe.py``, ``line_probe.py``): ``predict --out
+    DIR`` writes the model's predictions before the run, ``time --out DIR [--windows N]`` times the rows
+    on a GPU, ``compare DIR`` prints them against the predictions."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("predict").add_argument("--out", type=Path, required=True)
+    t = sub.add_parser("time")
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--windows", type=int, default=3)
+    sub.add_parser("compare").add_argument("folder", type=Path)
+    args = ap.parse_args(argv)
+    if args.cmd == "predict":
+        print(f"wrote {write_predictions(args.out)}")
+    elif args.cmd == "time":
+        time_rows(args.out, args.windows)
+    else:
+        compare(args.folder)
+    return 0
+
+
 def window_log(out: Path, env_name: str) -> Path:
     """The log ``time_and_write`` appends every timing to: ``<env_name's stem, less _env>_windows.csv``."""
     stem = Path(env_name).stem

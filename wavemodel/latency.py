@@ -713,10 +713,13 @@ def off_sector_write_s(sh: _Shared, cfg: KernelConfig, gpu: GPUSpec):
     slower at N = 8200, 8216 or 14936 than at N = 8192, 8208 or 14944, with 16 % more L2 write
     sectors. Split-K configurations write fp32 partials here (on sectors for 8-aligned N).
     """
-    rate = write_rate_bytes_per_s(cfg, gpu)
-    off = rows_off_sectors(sh.n, sh.g.dtype)
-    return np.where(off, sh.outputs() * (DTYPE_OUT_BYTES[sh.g.dtype] * (cfg.off_sector_write_factor - 1)
-                                         / rate), 0.0)
+    return _extra_c_write_s(sh, cfg, gpu, rows_off_sectors(sh.n, sh.g.dtype), cfg.off_sector_write_factor)
+
+
+def _extra_c_write_s(sh: _Shared, cfg: KernelConfig, gpu: GPUSpec, where, factor: float):
+    """C's bytes at ``factor - 1`` times their write time ``where`` set (0 elsewhere)."""
+    return np.where(where, sh.outputs() * (DTYPE_OUT_BYTES[sh.g.dtype] * (factor - 1)
+                                           / write_rate_bytes_per_s(cfg, gpu)), 0.0)
 
 
 def rows_off_lines(n, dtype: str):
@@ -736,10 +739,7 @@ def partial_line_write_s(sh: _Shared, cfg: KernelConfig, gpu: GPUSpec):
     conv_f16_128x128, whose tiles' rows are twice as wide, sends the same requests at all three and runs
     alike (and its fitted factor is about 1).
     """
-    rate = write_rate_bytes_per_s(cfg, gpu)
-    off = rows_off_lines(sh.n, sh.g.dtype)
-    return np.where(off, sh.outputs() * (DTYPE_OUT_BYTES[sh.g.dtype] * (cfg.partial_line_write_factor - 1)
-                                         / rate), 0.0)
+    return _extra_c_write_s(sh, cfg, gpu, rows_off_lines(sh.n, sh.g.dtype), cfg.partial_line_write_factor)
 
 
 def c_write_s(sh: _Shared, cfg: KernelConfig, gpu: GPUSpec):

@@ -304,18 +304,16 @@ def _terms(shape: Gemm | Conv2d, cfg: KernelConfig, gpu: GPUSpec, free: str, pro
     if cfg.scalar_write_bytes_per_s:  # C's element-wise writes where n is off 16 bytes, beside the reads
         dram = dram + sp.Piecewise((0, sp.Eq(sp.Mod(n, vector), 0)), (g.batch * m * n * sp.Float(
             DTYPE_OUT_BYTES[g.dtype] / cfg.scalar_write_bytes_per_s), True))
-    if cfg.off_sector_write_factor != 1:   # C's rows off 32-byte sectors: partial-sector writes
-        rate = write_rate_bytes_per_s(cfg, gpu)
-        # 1 where n * out_bytes % 32 != 0, else 0 (integers); not a Piecewise: the printer simplifies the
-        # latency's Piecewise conditions by substituting values, where one inside them gives nan
-        off = sp.Min(1, sp.Mod(n * DTYPE_OUT_BYTES[g.dtype], SECTOR_BYTES))
-        dram = dram + off * g.batch * m * n * sp.Float(
-            DTYPE_OUT_BYTES[g.dtype] * (cfg.off_sector_write_factor - 1) / rate)
-    if cfg.partial_line_write_factor != 1:   # C's rows off 128-byte lines: tiles share their end lines
-        rate = write_rate_bytes_per_s(cfg, gpu)
-        off = sp.Min(1, sp.Mod(n * DTYPE_OUT_BYTES[g.dtype], LINE_BYTES))     # as above, 128-byte lines
-        dram = dram + off * g.batch * m * n * sp.Float(
-            DTYPE_OUT_BYTES[g.dtype] * (cfg.partial_line_write_factor - 1) / rate)
+    # C's rows off 32-byte sectors (partial-sector writes) and off 128-byte lines (tiles share their end
+    # lines): C's bytes at factor - 1 times their write time there. The mask is 1 where n * out_bytes is
+    # off the unit, else 0 (integers); not a Piecewise: the printer simplifies the latency's Piecewise
+    # conditions by substituting values, where one inside them gives nan
+    for factor, unit in ((cfg.off_sector_write_factor, SECTOR_BYTES),
+                         (cfg.partial_line_write_factor, LINE_BYTES)):
+        if factor != 1:
+            off = sp.Min(1, sp.Mod(n * DTYPE_OUT_BYTES[g.dtype], unit))
+            dram = dram + off * g.batch * m * n * sp.Float(
+                DTYPE_OUT_BYTES[g.dtype] * (factor - 1) / write_rate_bytes_per_s(cfg, gpu))
     # the fixed time is affine but for a persistent kernel's memset, launched from its second wave on,
     # and the first wave's CTA dispatch
     fixed_affine = _affine_line(terms_x["fixed_s"] - terms_x["memset_s"] - terms_x["dispatch_s"]
